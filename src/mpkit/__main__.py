@@ -1,0 +1,3 @@
+from mpkit.cli import run
+
+run()

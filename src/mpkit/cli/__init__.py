@@ -1,0 +1,75 @@
+"""Command-line entry point: parse, dispatch, print; no logic beyond that."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from mpkit import __version__
+from mpkit.cli import auth, image
+from mpkit.cli.common import add_output_options
+from mpkit.cli.output import Output
+from mpkit.errors import EXIT_FAILED, MpkitError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mpkit",
+        description="Build, push and verify containerized VMware Aria Operations management "
+        "packs, without a Docker daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"mpkit {__version__}")
+    add_output_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    auth.register(commands)
+    image.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    json_mode = getattr(args, "json", False)
+    debug = getattr(args, "debug", False)
+    out = Output(json_mode=json_mode, debug=debug)
+    _configure_logging(debug)
+    try:
+        code: int = args.handler(args, out)
+    except MpkitError as exc:
+        if debug:
+            logging.getLogger("mpkit").exception("command failed")
+        out.error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        out.info("cancelled")
+        return EXIT_FAILED
+    except Exception:
+        if debug:
+            raise
+        out.stderr.write(
+            "error: mpkit hit an internal error. Run again with --debug for the traceback, "
+            "and please report it.\n"
+        )
+        return EXIT_FAILED
+    return code
+
+
+def _configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx/httpcore log full URLs and connection details; our own logs are redacted.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,159 @@
+"""Argument groups and conversions shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, env_credential
+from mpkit.errors import InvalidReferenceError, UsageError
+from mpkit.image.select import DEFAULT_PLATFORM
+from mpkit.image.types import Platform
+from mpkit.reference import Reference, normalize_registry, parse_reference
+from mpkit.registry.retry import RetryPolicy
+from mpkit.registry.transport import ClientOptions
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS lets the flags appear before or after the sub-command.
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON object on stdout",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log HTTP traffic (without secrets) and show tracebacks",
+    )
+
+
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry connection")
+    group.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow plain HTTP or an unverified certificate for this registry",
+    )
+    group.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="trust this PEM CA certificate (in addition to the system and certs.d ones)",
+    )
+    group.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="N",
+        help="parallel blob transfers (default 4)",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="tries per request on transient failures (default 5)",
+    )
+
+
+def add_credential_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("credentials (default: docker/podman stored logins)")
+    group.add_argument("-u", "--username", help="registry user name")
+    group.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password or token from standard input",
+    )
+
+
+def add_platform_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--platform",
+        default=str(DEFAULT_PLATFORM),
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to pick from a multi-platform image (default linux/amd64)",
+    )
+
+
+def platform_arg(args: argparse.Namespace) -> Platform:
+    try:
+        return Platform.parse(args.platform)
+    except ValueError as exc:
+        raise UsageError(
+            f"--platform {args.platform!r}: {exc}",
+            hint="use a form like linux/amd64 or linux/arm64/v8",
+        ) from exc
+
+
+def client_options(args: argparse.Namespace) -> ClientOptions:
+    if args.concurrency < 1 or args.retries < 1:
+        raise UsageError("--concurrency and --retries must be at least 1")
+    insecure = frozenset(normalize_registry(h) for h in args.insecure_registry)
+    for path in args.ca_cert:
+        if not path.is_file():
+            raise UsageError(f"--ca-cert {path}: no such file")
+    return ClientOptions(
+        insecure_registries=insecure,
+        ca_certs=tuple(args.ca_cert),
+        retry=RetryPolicy(attempts=args.retries),
+        concurrency=args.concurrency,
+    )
+
+
+def reference_arg(text: str, what: str = "image reference") -> Reference:
+    """Parse a reference given on the command line; a bad one is a usage error (exit 2)."""
+    try:
+        return parse_reference(text)
+    except InvalidReferenceError as exc:
+        raise UsageError(f"{what} {text!r}: {exc.message}", hint=exc.hint) from exc
+
+
+def read_secret_stdin() -> str:
+    if sys.stdin is None or sys.stdin.closed:
+        raise UsageError("--password-stdin was given but standard input is closed")
+    value = sys.stdin.read().rstrip("\r\n")
+    if not value:
+        raise UsageError("--password-stdin was given but standard input was empty")
+    return value
+
+
+def can_prompt(args: argparse.Namespace) -> bool:
+    return bool(sys.stdin and sys.stdin.isatty() and not getattr(args, "no_ttl", False))
+
+
+def explicit_credential(args: argparse.Namespace) -> Credential | None:
+    """-u/--password-stdin, else MPKIT_REGISTRY_USERNAME/PASSWORD, else None (stored logins)."""
+    username = getattr(args, "username", None)
+    if getattr(args, "password_stdin", False):
+        if not username and not os.environ.get(ENV_USERNAME):
+            raise UsageError(
+                "--password-stdin needs a user name", hint=f"add -u USER or set {ENV_USERNAME}"
+            )
+        return Credential(
+            username=username or os.environ[ENV_USERNAME],
+            password=read_secret_stdin(),
+            source="standard input",
+        )
+    if username:
+        password = os.environ.get(ENV_PASSWORD)
+        if password:
+            return Credential(username=username, password=password, source=f"-u and {ENV_PASSWORD}")
+        if can_prompt(args):
+            return Credential(
+                username=username, password=getpass.getpass("Password: "), source="prompt"
+            )
+        raise UsageError(
+            f"-u {username} was given without a password",
+            hint=f"pipe it with --password-stdin, or set {ENV_PASSWORD}",
+        )
+    return env_credential()

@@ -1,0 +1,45 @@
+"""Open a registry client with the user's credentials (or none), the way commands need it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from mpkit.credentials import Credential, resolve_credential
+from mpkit.registry.client import RegistryClient
+from mpkit.registry.locations import BlobLocations
+from mpkit.registry.transport import ClientOptions, CredentialProvider, Transport
+
+
+def open_client(
+    registry: str,
+    *,
+    options: ClientOptions | None = None,
+    anonymous: bool = False,
+    explicit: Credential | None = None,
+) -> RegistryClient:
+    """A client for *registry*.
+
+    *explicit* (flags or MPKIT_REGISTRY_* variables) overrides the stored credentials;
+    *anonymous* uses none at all, as an Aria Operations cloud proxy does.
+    """
+    provider: CredentialProvider | None
+    if anonymous:
+        provider = None
+    elif explicit is not None:
+        provider = lambda: explicit  # noqa: E731
+    else:
+        provider = lambda: resolve_credential(registry)  # noqa: E731
+    return RegistryClient(Transport(registry, credentials=provider, options=options))
+
+
+def state_dir() -> Path:
+    """mpkit's own state (blob locations); MPKIT_STATE_DIR overrides for tests."""
+    env = os.environ.get("MPKIT_STATE_DIR")
+    return Path(env) if env else Path(platformdirs.user_state_dir("mpkit"))
+
+
+def blob_locations() -> BlobLocations:
+    return BlobLocations(state_dir() / "blob-locations.sqlite")

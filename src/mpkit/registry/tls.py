@@ -1,0 +1,77 @@
+"""TLS trust for one registry host, the way Docker and podman configure it.
+
+Trust = system CAs (OpenSSL defaults, which honour SSL_CERT_FILE/SSL_CERT_DIR)
++ every ``*.crt`` in ``<certs.d>/<host[:port]>/`` + ``--ca-cert`` files.
+A ``client.cert``/``client.key`` pair in the same directory enables mutual TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mpkit.errors import TLSVerificationError
+
+CERTS_D_ENV = "MPKIT_CERTS_D"
+SYSTEM_CERTS_DIRS = (
+    Path("/etc/docker/certs.d"),
+    Path("/etc/containers/certs.d"),
+    Path.home() / ".config" / "containers" / "certs.d",
+)
+
+
+def certs_d_dirs(environ: dict[str, str] | None = None) -> list[Path]:
+    """Directories searched for per-host CAs; MPKIT_CERTS_D (os.pathsep list) comes first."""
+    env = os.environ if environ is None else environ
+    extra = [Path(p) for p in env.get(CERTS_D_ENV, "").split(os.pathsep) if p]
+    return [*extra, *SYSTEM_CERTS_DIRS]
+
+
+def host_cert_dirs(registry: str, search: Iterable[Path]) -> list[Path]:
+    """certs.d sub-directories for *registry* ("host:port", as docker names them)."""
+    return [base / registry for base in search if (base / registry).is_dir()]
+
+
+def build_ssl_context(
+    registry: str,
+    *,
+    ca_certs: Sequence[Path] = (),
+    search: Iterable[Path] | None = None,
+    verify: bool = True,
+) -> tuple[ssl.SSLContext, list[Path]]:
+    """Return the context for *registry* and the CA files that were added to it."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    added: list[Path] = []
+    for ca in ca_certs:
+        _load_ca(context, ca, registry)
+        added.append(ca)
+    for directory in host_cert_dirs(registry, certs_d_dirs() if search is None else search):
+        for ca in sorted(directory.glob("*.crt")):
+            _load_ca(context, ca, registry)
+            added.append(ca)
+        for cert in sorted(directory.glob("*.cert")):
+            key = cert.with_suffix(".key")
+            if not key.exists():
+                raise TLSVerificationError(
+                    f"client certificate {cert} has no matching key {key}",
+                    hint="docker's certs.d convention pairs NAME.cert with NAME.key",
+                    registry=registry,
+                )
+            context.load_cert_chain(str(cert), str(key))
+    return context, added
+
+
+def _load_ca(context: ssl.SSLContext, path: Path, registry: str) -> None:
+    try:
+        context.load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSVerificationError(
+            f"cannot load CA certificate {path} for {registry}: {exc}",
+            hint="the file must hold one or more PEM certificates",
+            registry=registry,
+        ) from exc

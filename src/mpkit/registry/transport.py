@@ -1,0 +1,434 @@
+"""HTTP transport for one registry: scheme detection, TLS, auth and retries.
+
+Built in layers like go-containerregistry's: ping (§ "API version check") picks the
+scheme and learns the challenge; requests then carry Basic or Bearer credentials,
+refetching a token when the registry asks for a wider scope; transient failures are
+retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import httpx
+
+from mpkit import __version__
+from mpkit.credentials import Credential
+from mpkit.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    RegistryError,
+    RegistryProtocolError,
+    RegistryUnreachableError,
+    RetriesExhaustedError,
+    TLSVerificationError,
+)
+from mpkit.reference import api_host, is_loopback_host
+from mpkit.registry.auth import Challenge, Token, TokenCache, fetch_token, parse_challenges
+from mpkit.registry.responses import denied
+from mpkit.registry.retry import RETRYABLE_STATUS, RetryPolicy
+from mpkit.registry.stats import TransferStats
+from mpkit.registry.tls import build_ssl_context
+
+log = logging.getLogger("mpkit.registry")
+
+CredentialProvider = Callable[[], "Credential | None"]
+Body = Union[bytes, Callable[[], Iterator[bytes]], None]  # noqa: UP007 - runtime alias on 3.10
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How mpkit talks to registries; one value shared by a whole command."""
+
+    insecure_registries: frozenset[str] = frozenset()
+    ca_certs: tuple[Path, ...] = ()
+    certs_d: tuple[Path, ...] | None = None  # None: MPKIT_CERTS_D + the system directories
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    concurrency: int = 4
+    connect_timeout: float = 15.0
+    read_timeout: float = 300.0
+    user_agent: str = f"mpkit/{__version__}"
+
+
+class Transport:
+    """Authenticated, retrying HTTP access to one registry's /v2/ API."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: CredentialProvider | None,
+        options: ClientOptions | None = None,
+    ) -> None:
+        self.registry = registry
+        self.options = options or ClientOptions()
+        self.anonymous = credentials is None
+        self._credentials = credentials
+        self._credential: Credential | None = None
+        self._credential_loaded = False
+        self._tokens = TokenCache()
+        self._lock = threading.Lock()
+        self._base_url: str | None = None
+        self._challenge: Challenge | None = None
+        self._http: httpx.Client | None = None
+        self.insecure = registry in self.options.insecure_registries
+        self.plain_http_allowed = self.insecure or is_loopback_host(registry)
+
+    # -- lifecycle -------------------------------------------------------
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            context, _ = build_ssl_context(
+                self.registry,
+                ca_certs=self.options.ca_certs,
+                search=self.options.certs_d,
+                verify=not self.insecure,
+            )
+            self._http = _make_client(
+                context, self.options, loopback=is_loopback_host(self.registry)
+            )
+        return self._http
+
+    @property
+    def credential(self) -> Credential | None:
+        """The credential for this registry, resolved once and only when first needed."""
+        with self._lock:
+            if not self._credential_loaded:
+                self._credential = self._credentials() if self._credentials else None
+                self._credential_loaded = True
+            return self._credential
+
+    @property
+    def who(self) -> str | None:
+        cred = self.credential
+        if cred is None:
+            return None
+        return f"user '{cred.username}'" if cred.username else f"the token from {cred.source}"
+
+    # -- ping --------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        self.ping()
+        assert self._base_url is not None
+        return self._base_url
+
+    @property
+    def challenge(self) -> Challenge | None:
+        self.ping()
+        return self._challenge
+
+    def ping(self) -> None:
+        """distribution-spec: GET /v2/ → 200 (open) or 401 with WWW-Authenticate."""
+        with self._lock:
+            if self._base_url is not None:
+                return
+            host = api_host(self.registry)
+            schemes = ["https", "http"] if self.plain_http_allowed else ["https"]
+            first_error: RegistryError | None = None
+            for scheme in schemes:
+                url = f"{scheme}://{host}/v2/"
+                # Probing https on a plain-http port fails fast; don't retry that probe.
+                attempts = 1 if scheme == "https" and len(schemes) > 1 else 2
+                try:
+                    response = self._send_retrying(
+                        "GET", url, headers={}, body=None, attempts=attempts
+                    )
+                except TLSVerificationError:
+                    raise
+                except RegistryError as exc:
+                    first_error = first_error or exc
+                    continue
+                if response.status_code == 401:
+                    challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+                    self._challenge = _preferred(challenges)
+                elif response.status_code != 200:
+                    if scheme == "http" and first_error is not None:
+                        raise first_error
+                    raise RegistryProtocolError(
+                        f"{self.registry} does not look like a container registry: GET {url} "
+                        f"answered HTTP {response.status_code}",
+                        hint="check the host and port; the OCI distribution API lives under /v2/",
+                        registry=self.registry,
+                        status=response.status_code,
+                    )
+                self._base_url = f"{scheme}://{host}"
+                log.debug(
+                    "registry %s speaks %s, auth %s",
+                    self.registry,
+                    scheme,
+                    self._challenge.scheme if self._challenge else "none",
+                )
+                return
+            assert first_error is not None
+            raise first_error
+
+    def authenticate(self) -> str:
+        """Prove the credential against the registry (what `docker login` does).
+
+        Returns the auth scheme the registry uses ("bearer", "basic" or "none").
+        """
+        challenge = self.challenge
+        if challenge is None:
+            return "none"
+        if challenge.scheme == "bearer":
+            # token.md: a token request with no scope authenticates the user only.
+            self._token(challenge, [], action="log in to", repository=None)
+            return "bearer"
+        response = self.request("GET", "/v2/", scopes=[], action="log in to")
+        if response.status_code == 401:
+            who = self.who or "anonymous"
+            raise AuthenticationError(
+                f"{self.registry} rejected the credentials ({who})",
+                hint="check the user name and password, then run "
+                f"'mpkit login {self.registry}' again",
+                registry=self.registry,
+                status=401,
+            )
+        return challenge.scheme
+
+    # -- requests ---------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scopes: Sequence[str],
+        action: str,
+        repository: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: Body = None,
+        params: dict[str, str] | None = None,
+        stream: bool = False,
+        retry: bool = True,
+        stats: TransferStats | None = None,
+    ) -> httpx.Response:
+        """Send one API request with auth and retries; the caller checks the status.
+
+        With *stream* the response body is not read and the caller must close it.
+        """
+        url = self._url(path_or_url, params)
+        scopes = list(scopes)
+        for auth_round in range(3):
+            all_headers = dict(headers or {})
+            all_headers.update(self._auth_headers(scopes, action=action, repository=repository))
+            response = self._send_retrying(
+                method,
+                url,
+                headers=all_headers,
+                body=body,
+                stream=stream,
+                attempts=self.options.retry.attempts if retry else 1,
+                stats=stats,
+            )
+            if response.status_code != 401 or auth_round == 2:
+                return response
+            challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+            challenge = _preferred(challenges)
+            if stream:
+                response.close()
+            if challenge is None or challenge.scheme != "bearer" or self._challenge is None:
+                return response
+            # token.md: on insufficient_scope the challenge names the scope it wants;
+            # otherwise the token expired or was revoked, so fetch a fresh one.
+            self._tokens.drop(scopes)
+            wanted = [s for s in challenge.scopes if s not in scopes]
+            if wanted:
+                scopes = [*scopes, *wanted]
+            elif auth_round == 1:
+                return response
+        raise AssertionError("unreachable")
+
+    def _url(self, path_or_url: str, params: dict[str, str] | None) -> str:
+        url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        if params:
+            return str(httpx.URL(url).copy_merge_params(params))
+        return url
+
+    def _auth_headers(
+        self, scopes: list[str], *, action: str, repository: str | None
+    ) -> dict[str, str]:
+        challenge = self.challenge
+        if challenge is None:
+            return {}
+        credential = self.credential
+        if challenge.scheme == "basic":
+            if credential is None or credential.username is None:
+                return {}
+            basic = httpx.BasicAuth(credential.username, credential.password or "")
+            request = httpx.Request("GET", "http://x/")
+            next(basic.auth_flow(request))
+            return {"Authorization": request.headers["Authorization"]}
+        if challenge.scheme == "bearer":
+            token = self._token(challenge, scopes, action=action, repository=repository)
+            return {"Authorization": f"Bearer {token.value}"}
+        return {}
+
+    def _token(
+        self, challenge: Challenge, scopes: list[str], *, action: str, repository: str | None
+    ) -> Token:
+        cached = self._tokens.get(scopes)
+        if cached is not None:
+            return cached
+        credential = self.credential
+        try:
+            token = fetch_token(self.http, challenge, scopes, credential, registry=self.registry)
+        except AuthenticationError as exc:
+            if credential is None:
+                raise denied(
+                    registry=self.registry,
+                    repository=repository,
+                    action=action,
+                    anonymous=True,
+                    who=None,
+                    status=exc.status or 401,
+                ) from None
+            raise
+        self._tokens.put(scopes, token)
+        return token
+
+    def _send_retrying(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        body: Body,
+        attempts: int,
+        stream: bool = False,
+        stats: TransferStats | None = None,
+    ) -> httpx.Response:
+        policy = self.options.retry
+        last_status: int | None = None
+        last_error: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            content = body() if callable(body) else body
+            request = self.http.build_request(method, url, headers=headers, content=content)
+            try:
+                response = self.http.send(
+                    request, stream=stream, follow_redirects=method in ("GET", "HEAD")
+                )
+            except httpx.TransportError as exc:
+                _raise_if_tls(exc, self.registry, url)
+                last_error, last_status = exc, None
+                log.debug(
+                    "%s %s failed (try %d/%d): %s", method, _safe(url), attempt, attempts, exc
+                )
+                if attempt < attempts:
+                    if stats is not None:
+                        stats.add(retries=1)
+                    policy.sleep(attempt)
+                continue
+            log.debug("%s %s -> %d", method, _safe(url), response.status_code)
+            if response.status_code not in RETRYABLE_STATUS or attempt == attempts:
+                if response.status_code in RETRYABLE_STATUS and attempts > 1:
+                    last_status = response.status_code
+                    retry_after = response.headers.get("retry-after")
+                    if stream:
+                        response.close()
+                    raise RetriesExhaustedError(
+                        f"{self.registry} kept failing: {method} {_path(url)} answered HTTP "
+                        f"{last_status} on each of {attempts} tries"
+                        + (f" (Retry-After: {retry_after})" if retry_after else ""),
+                        hint="the registry is overloaded or failing; retry later",
+                        registry=self.registry,
+                        status=last_status,
+                    )
+                return response
+            retry_after = response.headers.get("retry-after")
+            if stream:
+                response.close()
+            if stats is not None:
+                stats.add(retries=1)
+            last_status = response.status_code
+            policy.sleep(attempt, retry_after)
+        assert last_error is not None
+        if attempts > 1 and last_status is None and not isinstance(last_error, httpx.ConnectError):
+            raise RetriesExhaustedError(
+                f"connection to {self.registry} kept failing ({_reason(last_error)}) on each of "
+                f"{attempts} tries",
+                hint="check the network and the registry's health",
+                registry=self.registry,
+            ) from last_error
+        raise RegistryUnreachableError(
+            f"cannot reach registry {self.registry} at {_origin(url)}: {_reason(last_error)}",
+            hint="check the host name and port, that the registry is running, and any proxy "
+            "settings (HTTPS_PROXY / NO_PROXY)",
+            registry=self.registry,
+        ) from last_error
+
+
+def _preferred(challenges: list[Challenge]) -> Challenge | None:
+    for scheme in ("bearer", "basic"):
+        for challenge in challenges:
+            if challenge.scheme == scheme:
+                return challenge
+    return None
+
+
+def _make_client(
+    context: ssl.SSLContext, options: ClientOptions, *, loopback: bool
+) -> httpx.Client:
+    return httpx.Client(
+        verify=context,
+        timeout=httpx.Timeout(options.read_timeout, connect=options.connect_timeout),
+        limits=httpx.Limits(
+            max_connections=options.concurrency * 2 + 2,
+            max_keepalive_connections=options.concurrency * 2 + 2,
+        ),
+        headers={"User-Agent": options.user_agent},
+        # Go's ProxyFromEnvironment never proxies loopback; neither do we.
+        trust_env=not loopback,
+    )
+
+
+def _raise_if_tls(exc: httpx.TransportError, registry: str, url: str) -> None:
+    text = str(exc)
+    if (
+        "CERTIFICATE_VERIFY_FAILED" in text
+        or "certificate verify failed" in text
+        or (isinstance(exc.__cause__, ssl.SSLCertVerificationError))
+    ):
+        raise TLSVerificationError(
+            f"the TLS certificate of {registry} is not trusted ({_reason(exc)})",
+            hint=f"put the registry's CA certificate in /etc/docker/certs.d/{registry}/ca.crt, "
+            "pass --ca-cert FILE, or add it to the system trust store (SSL_CERT_FILE); "
+            f"for a lab registry only, mark it insecure with --insecure-registry {registry}",
+            registry=registry,
+        ) from exc
+
+
+def _origin(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.netloc.decode()}"
+
+
+def _path(url: str) -> str:
+    return httpx.URL(url).path
+
+
+def _safe(url: str) -> str:
+    """URL for logs: upload locations may carry state tokens; keep only origin and path."""
+    return _origin(url) + _path(url)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+__all__ = ["AccessDeniedError", "ClientOptions", "CredentialProvider", "Transport"]
