@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.tools import require_tool
+from tests.fixtures.passstore import PassStore
 
 FAKE_HELPER = r'''
 """docker-credential-fake: a file-backed helper that logs how it was called."""
@@ -169,50 +167,6 @@ def make_fake_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeFak
 def fake_helper(make_fake_helper: MakeFakeHelper) -> FakeHelper:
     """`docker-credential-fake` on PATH."""
     return make_fake_helper("fake")
-
-
-@dataclass(frozen=True)
-class PassStore:
-    gnupghome: str
-    store_dir: str
-
-
-@pytest.fixture(scope="module")
-def pass_store() -> Iterator[PassStore]:
-    """A throwaway gpg key (no passphrase) and an initialised `pass` store."""
-    for tool in ("docker-credential-pass", "pass", "gpg", "gpgconf"):
-        require_tool(tool)
-    # gpg-agent sockets live in GNUPGHOME and need a short path (< 108 chars).
-    gnupghome = tempfile.mkdtemp(prefix="g", dir="/tmp")
-    store_dir = tempfile.mkdtemp(prefix="mpkit-pass-", dir="/tmp")
-    env = {**os.environ, "GNUPGHOME": gnupghome, "PASSWORD_STORE_DIR": store_dir}
-    try:
-        subprocess.run(
-            ["gpg", "--batch", "--passphrase", "", "--quick-gen-key",
-             "mpkit test <t@example.invalid>", "default", "default", "never"],
-            env=env, check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        listing = subprocess.run(
-            ["gpg", "--list-keys", "--with-colons"],
-            env=env, check=True, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        fingerprint = next(
-            line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr:")
-        )
-        subprocess.run(
-            ["pass", "init", fingerprint], env=env, check=True, capture_output=True, timeout=30
-        )
-        yield PassStore(gnupghome=gnupghome, store_dir=store_dir)
-    finally:
-        subprocess.run(
-            ["gpgconf", "--kill", "gpg-agent"],
-            env=env,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        shutil.rmtree(gnupghome, ignore_errors=True)
-        shutil.rmtree(store_dir, ignore_errors=True)
 
 
 @pytest.fixture

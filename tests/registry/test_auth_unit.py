@@ -37,7 +37,9 @@ def test_quoted_escapes_and_unquoted_values() -> None:
 
 
 def test_multiple_scopes_are_space_separated() -> None:
-    (challenge,) = parse_challenges(['Bearer realm="r",scope="repository:a:pull repository:b:pull"'])
+    (challenge,) = parse_challenges(
+        ['Bearer realm="r",scope="repository:a:pull repository:b:pull"']
+    )
     assert challenge.scopes == ["repository:a:pull", "repository:b:pull"]
 
 

@@ -16,7 +16,7 @@ from mpkit.cli.common import (
 )
 from mpkit.cli.output import Output, human_size
 from mpkit.errors import UsageError
-from mpkit.image.archive import LayerCache, default_cache_dir
+from mpkit.image.cache import LayerCache, default_cache_dir
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.source import load_source
 from mpkit.registry import blob_locations, inspect_image, open_client, pull_image, push_image

@@ -14,6 +14,7 @@ from mpkit.errors import (
     DigestMismatchError,
     RegistryError,
     RegistryProtocolError,
+    RegistryUnreachableError,
 )
 from mpkit.image import mediatypes
 from mpkit.image.digest import sha256_digest
@@ -244,7 +245,12 @@ class RegistryClient:
                     self._upload_chunked(repository, location, blob, minimum, progress)
                 else:
                     self._upload_monolithic(repository, location, blob, progress)
-            except (httpx.TransportError, _TransientUploadError, RegistryProtocolError) as exc:
+            except (
+                httpx.TransportError,
+                _TransientUploadError,
+                RegistryProtocolError,
+                RegistryUnreachableError,
+            ) as exc:
                 last_error = exc
                 location = None
                 progress.reset(desc)

@@ -238,20 +238,18 @@ class Transport:
             )
             if response.status_code != 401 or auth_round == 2:
                 return response
-            challenges = parse_challenges(response.headers.get_list("www-authenticate"))
-            challenge = _preferred(challenges)
-            if stream:
-                response.close()
+            challenge = _preferred(parse_challenges(response.headers.get_list("www-authenticate")))
             if challenge is None or challenge.scheme != "bearer" or self._challenge is None:
                 return response
             # token.md: on insufficient_scope the challenge names the scope it wants;
-            # otherwise the token expired or was revoked, so fetch a fresh one.
-            self._tokens.drop(scopes)
+            # otherwise the token expired or was revoked, so fetch a fresh one (once).
             wanted = [s for s in challenge.scopes if s not in scopes]
-            if wanted:
-                scopes = [*scopes, *wanted]
-            elif auth_round == 1:
+            if not wanted and auth_round == 1:
                 return response
+            self._tokens.drop(scopes)
+            scopes = [*scopes, *wanted]
+            if stream:
+                response.close()
         raise AssertionError("unreachable")
 
     def _url(self, path_or_url: str, params: dict[str, str] | None) -> str:
