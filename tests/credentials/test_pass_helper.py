@@ -11,8 +11,9 @@ from mpkit.credentials import (
     resolve_credential,
     store_credential,
 )
+from tests.fixtures.passstore import PassStore
 
-from .conftest import CredEnv, HelperCall, PassStore
+from .conftest import CredEnv, HelperCall
 
 SECRET = "pass-Real-s3cret:with:colons"
 REG = "localhost:5000"
