@@ -49,8 +49,9 @@ class Mpkit:
     ) -> CommandResult:
         argv = [sys.executable, "-m", "mpkit", *args]
         full_env = {**self.env, **(env or {})}
+        stdin = None if input is not None else subprocess.DEVNULL
         proc = subprocess.run(
-            argv, input=input, env=full_env, capture_output=True, text=True,
+            argv, input=input, stdin=stdin, env=full_env, capture_output=True, text=True,
             timeout=timeout, check=False,
         )  # fmt: skip
         return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)

@@ -12,7 +12,7 @@ from tests.e2e.conftest import Mpkit, blob_files, creds_env
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.skopeo import Skopeo
-from tests.image.builders import make_oci_layout
+from tests.image.builders import make_multiplatform_layout, make_oci_layout
 
 MODES = ["open", "basic", "token", "tls"]
 LAYERS = [
@@ -298,6 +298,8 @@ def test_broken_upload_stream_is_retried_whole(
     result = mpkit.ok("image", "push", f"oci:{src}:v1", f"{proxy.host}/team/dropped:v1", "--json")
     assert result.json()["digest"] == digest
     assert result.json()["stats"]["retries"] >= 1
+    # After a failed monolithic upload the retry goes chunked (distribution-spec allows both).
+    assert proxy.count("PATCH", r"/blobs/uploads/") >= 1
 
 
 def test_unreachable_registry_and_bad_input(mpkit: Mpkit, tmp_path: Path) -> None:
@@ -325,3 +327,80 @@ def test_unreachable_registry_and_bad_input(mpkit: Mpkit, tmp_path: Path) -> Non
 
     no_args = mpkit.run("image", "push")
     assert no_args.returncode == 2
+
+
+def test_oci_archive_source(
+    mpkit: Mpkit, registry_open: RegistryServer, skopeo: Skopeo, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    digest = make_oci_layout(src, "v1", LAYERS)
+    archive = tmp_path / "image.tar"
+    skopeo.copy(f"oci:{src}:v1", f"oci-archive:{archive}:v1")
+    result = mpkit.ok("image", "push", f"oci-archive:{archive}:v1",
+                      f"{registry_open.host}/team/archived:v1", "--json")  # fmt: skip
+    assert result.json()["digest"] == digest
+
+
+def test_multi_platform_index_pull_and_inspect(
+    mpkit: Mpkit, registry_open: RegistryServer, skopeo: Skopeo, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    index_digest, children = make_multiplatform_layout(src, "multi")
+    ref = f"{registry_open.host}/team/multi:v1"
+    skopeo.copy(
+        f"oci:{src}:multi",
+        f"docker://{ref}",
+        dest_args=["--all", *skopeo.args_for(registry_open, "dest")],
+    )
+    info = mpkit.ok("image", "inspect", ref, "--json").json()
+    assert info["digest"] == index_digest
+    assert info["index"]["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+    assert info["manifest"]["digest"] == children["linux/amd64"]
+
+    dest = tmp_path / "arm"
+    pulled = mpkit.ok("image", "pull", ref, f"oci:{dest}:arm", "--platform", "linux/arm64",
+                      "--json").json()  # fmt: skip
+    assert pulled["digest"] == children["linux/arm64/v8"]
+    assert pulled["index_digest"] == index_digest
+    local = json.loads(skopeo.run("inspect", f"oci:{dest}:arm").stdout)
+    assert local["Architecture"] == "arm64"
+
+    missing = mpkit.run("image", "inspect", ref, "--platform", "linux/s390x")
+    assert missing.returncode == 1
+    assert "linux/arm64" in missing.stderr  # lists what is available
+
+
+def test_identity_and_registry_tokens_from_docker_config(
+    mpkit: Mpkit, registry_token: RegistryServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    digest = make_oci_layout(src, "v1", LAYERS)
+    server = registry_token.token_server
+    assert server is not None
+    host = registry_token.host
+    refresh = server.refresh_token_for("alice")
+    mpkit.docker_config.write_text(json.dumps({"auths": {host: {"identitytoken": refresh}}}))
+    server.clear_requests()
+    pushed = mpkit.ok("image", "push", f"oci:{src}:v1", f"{host}/private/idtoken:v1", "--json")
+    assert pushed.json()["digest"] == digest
+    assert {r.grant_type for r in server.requests} == {"refresh_token"}
+    assert refresh not in pushed.output
+
+    bearer = server.issue("alice", ["repository:private/idtoken:pull"])
+    mpkit.docker_config.write_text(json.dumps({"auths": {host: {"registrytoken": bearer}}}))
+    server.clear_requests()
+    info = mpkit.ok("image", "inspect", f"{host}/private/idtoken:v1", "--json").json()
+    assert info["digest"] == digest
+    assert server.requests == []  # the registry token is used as-is
+
+
+def test_loopback_registries_bypass_environment_proxies(
+    mpkit: Mpkit, registry_open: RegistryServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    digest = make_oci_layout(src, "v1", LAYERS)
+    dead_proxy = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+                  "ALL_PROXY": "http://127.0.0.1:9"}  # fmt: skip
+    result = mpkit.ok("image", "push", f"oci:{src}:v1", f"{registry_open.host}/team/noproxy:v1",
+                      "--json", env=dead_proxy)  # fmt: skip
+    assert result.json()["digest"] == digest

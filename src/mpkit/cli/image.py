@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from mpkit.cli.common import (
     add_credential_options,
@@ -189,10 +190,14 @@ def _inspect_text(info: dict[str, object]) -> str:
         f"Created:     {info.get('created') or '-'}",
         f"User:        {config['user'] or '(root)'}",
         f"WorkingDir:  {config['working_dir'] or '/'}",
-        f"Entrypoint:  {config['entrypoint']}",
-        f"Cmd:         {config['cmd']}",
+        f"Entrypoint:  {_argv(config['entrypoint'])}",
+        f"Cmd:         {_argv(config['cmd'])}",
         f"Size:        {human_size(size)} compressed, {len(layers)} layer(s)",
     ]
     for layer in layers:
         lines.append(f"  {layer['digest']}  {human_size(layer['size'])}")
     return "\n".join(lines)
+
+
+def _argv(value: object) -> str:
+    return json.dumps(value) if value else "-"
