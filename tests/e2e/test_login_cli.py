@@ -9,7 +9,7 @@ import stat
 import subprocess
 import sys
 
-import pexpect  # type: ignore[import-untyped]
+import pexpect
 import pytest
 
 from tests.e2e.conftest import Mpkit
