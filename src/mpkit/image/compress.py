@@ -28,36 +28,55 @@ class LayerDigests:
     uncompressed_size: int
 
 
+class GzipHashingWriter:
+    """A write-only file: gzips what it is given into *sink*, hashing both sides.
+
+    One pass: every byte written is hashed (diff_id), compressed and hashed again
+    (digest) as it arrives, so a layer is never read twice.
+    """
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
+        self._raw_hash = new_hasher()
+        self._out_hash = new_hasher()
+        self._compressor = zlib.compressobj(
+            GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL
+        )
+        self._crc = 0
+        self._raw_size = 0
+        self._out_size = 0
+        self._emit(GZIP_HEADER)
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self._out_hash.update(data)
+            self._sink.write(data)
+            self._out_size += len(data)
+
+    def write(self, data: bytes) -> int:
+        self._raw_hash.update(data)
+        self._crc = zlib.crc32(data, self._crc)
+        self._raw_size += len(data)
+        self._emit(self._compressor.compress(data))
+        return len(data)
+
+    def finish(self) -> LayerDigests:
+        self._emit(self._compressor.flush(zlib.Z_FINISH))
+        self._emit(struct.pack("<II", self._crc & 0xFFFFFFFF, self._raw_size & 0xFFFFFFFF))
+        return LayerDigests(
+            digest=f"sha256:{self._out_hash.hexdigest()}",
+            size=self._out_size,
+            diff_id=f"sha256:{self._raw_hash.hexdigest()}",
+            uncompressed_size=self._raw_size,
+        )
+
+
 def gzip_layer(source: BinaryIO, sink: BinaryIO) -> LayerDigests:
     """Compress *source* into *sink*; one read of the input, one write of the output."""
-    raw_hash = new_hasher()
-    out_hash = new_hasher()
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL)
-    crc = 0
-    raw_size = 0
-    out_size = 0
-
-    def emit(data: bytes) -> None:
-        nonlocal out_size
-        if data:
-            out_hash.update(data)
-            sink.write(data)
-            out_size += len(data)
-
-    emit(GZIP_HEADER)
+    writer = GzipHashingWriter(sink)
     for chunk in iter_chunks(source, CHUNK_SIZE):
-        raw_hash.update(chunk)
-        crc = zlib.crc32(chunk, crc)
-        raw_size += len(chunk)
-        emit(compressor.compress(chunk))
-    emit(compressor.flush(zlib.Z_FINISH))
-    emit(struct.pack("<II", crc & 0xFFFFFFFF, raw_size & 0xFFFFFFFF))
-    return LayerDigests(
-        digest=f"sha256:{out_hash.hexdigest()}",
-        size=out_size,
-        diff_id=f"sha256:{raw_hash.hexdigest()}",
-        uncompressed_size=raw_size,
-    )
+        writer.write(chunk)
+    return writer.finish()
 
 
 def gunzip_digests(source: BinaryIO, name: str = "layer") -> LayerDigests:
