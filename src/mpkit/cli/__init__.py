@@ -43,14 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        out.info("cancelled")
+        out.error(MpkitError("cancelled by the user (Ctrl-C)"))
         return EXIT_FAILED
     except Exception:
         if debug:
             raise
-        out.stderr.write(
-            "error: mpkit hit an internal error. Run again with --debug for the traceback, "
-            "and please report it.\n"
+        out.error(
+            MpkitError(
+                "mpkit hit an internal error",
+                hint="run again with --debug for the traceback, and please report it",
+            )
         )
         return EXIT_FAILED
     return code

@@ -22,7 +22,7 @@ from mpkit.credentials import (
     store_credential,
 )
 from mpkit.errors import InvalidReferenceError, UsageError
-from mpkit.reference import DOCKER_HUB, normalize_registry
+from mpkit.reference import DOCKER_HUB, normalize_registry, registry_from_server_url
 from mpkit.registry import open_client
 
 
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _registry_arg(text: str) -> str:
     try:
-        return normalize_registry(text.removeprefix("https://").removeprefix("http://").rstrip("/"))
+        return normalize_registry(registry_from_server_url(text) if "://" in text else text)
     except InvalidReferenceError as exc:
         raise UsageError(f"registry {text!r}: {exc.message}", hint=exc.hint) from exc
 

@@ -6,6 +6,7 @@ References: RFC 9110 §11.6.1 (WWW-Authenticate), distribution `docs/spec/auth/t
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from mpkit.credentials import Credential
-from mpkit.errors import AuthenticationError, RegistryProtocolError, RegistryUnreachableError
+from mpkit.errors import RegistryProtocolError
 
 CLIENT_ID = "mpkit"
 DEFAULT_TOKEN_LIFETIME = 60  # token.md: expires_in defaults to 60 s when absent
@@ -131,91 +132,69 @@ class TokenCache:
             self._tokens.pop(scope_key(scopes), None)
 
 
-def fetch_token(
-    http: httpx.Client,
-    challenge: Challenge,
-    scopes: list[str],
-    credential: Credential | None,
-    *,
-    registry: str,
-) -> Token:
-    """Ask the challenge's realm for a bearer token covering *scopes*."""
-    if credential is not None and credential.registry_token:
-        # A registry token is used as-is (docker config `registrytoken`).
-        return Token(credential.registry_token, time.monotonic() + 3600, 3600)
-    realm = challenge.realm
-    if not realm:
+MAX_TOKEN_RESPONSE = 64 * 1024  # go-containerregistry bounds token bodies the same way
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One HTTP request to a token realm (never logged: it may carry secrets)."""
+
+    method: str
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    form: dict[str, str] | None = None
+    basic: tuple[str, str] | None = None  # (username, secret) for Basic auth
+
+
+def token_requests(
+    challenge: Challenge, scopes: list[str], credential: Credential | None
+) -> list[TokenRequest]:
+    """The requests to try, in order, for a token covering *scopes*.
+
+    oauth.md: an identity token goes in a refresh-token POST; not every token server
+    implements OAuth2, so a GET with Basic ``<token>:identity`` follows as fallback.
+    token.md: otherwise GET with Basic credentials, or anonymously.
+    """
+    realm = challenge.realm or ""
+    service = (("service", challenge.service),) if challenge.service else ()
+    scope_params = tuple(("scope", s) for s in scopes)
+    get = TokenRequest("GET", realm, params=service + scope_params)
+    if credential is None:
+        return [get]
+    if credential.identity_token:
+        form = {"grant_type": "refresh_token", "refresh_token": credential.identity_token,
+                "client_id": CLIENT_ID, "scope": " ".join(scopes)}  # fmt: skip
+        form.update(dict(service))
+        return [
+            TokenRequest("POST", realm, form=form),
+            TokenRequest("GET", realm, params=get.params,
+                         basic=(credential.username or "<token>", credential.identity_token)),
+        ]  # fmt: skip
+    if credential.username is not None:
+        return [TokenRequest("GET", realm, params=get.params,
+                             basic=(credential.username, credential.password or ""))]  # fmt: skip
+    return [get]
+
+
+def parse_token_response(response: httpx.Response, *, registry: str, started: float) -> Token:
+    """token.md: {"token" | "access_token", "expires_in"?, "issued_at"?}."""
+    body_bytes = response.content[: MAX_TOKEN_RESPONSE + 1]
+    if len(body_bytes) > MAX_TOKEN_RESPONSE:
         raise RegistryProtocolError(
-            f"{registry} asked for a bearer token but named no realm",
-            registry=registry,
-        )
-    params: list[tuple[str, str | int | float | bool | None]] = []
-    if challenge.service:
-        params.append(("service", challenge.service))
-    started = time.monotonic()
-    try:
-        if credential is not None and credential.identity_token:
-            # oauth.md: refresh-token grant, sent as a form POST.
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": credential.identity_token,
-                "client_id": CLIENT_ID,
-                "scope": " ".join(scopes),
-            }
-            if challenge.service:
-                form["service"] = challenge.service
-            response = http.post(realm, data=form)
-        else:
-            params.extend(("scope", s) for s in scopes)
-            auth = None
-            if credential is not None and credential.username is not None:
-                auth = httpx.BasicAuth(credential.username, credential.password or "")
-            response = http.get(realm, params=params, auth=auth)
-    except httpx.TransportError as exc:
-        raise RegistryUnreachableError(
-            f"cannot reach the token service of {registry} ({_origin(realm)}): {_reason(exc)}",
-            hint="check the network path to the registry's authentication service",
-            registry=registry,
-        ) from exc
-    if response.status_code in (401, 403):
-        who = f"user '{credential.username}'" if credential and credential.username else "token"
-        raise AuthenticationError(
-            f"{registry} rejected the credentials ({who}, from {credential.source})"
-            if credential
-            else f"{registry}'s token service refused anonymous access",
-            hint="run 'mpkit login "
-            + registry
-            + "' or set MPKIT_REGISTRY_USERNAME / MPKIT_REGISTRY_PASSWORD",
-            registry=registry,
-            status=response.status_code,
-        )
-    if response.status_code != 200:
-        raise RegistryProtocolError(
-            f"token service of {registry} answered HTTP {response.status_code}",
-            registry=registry,
-            status=response.status_code,
+            f"the token service of {registry} sent an oversized answer", registry=registry
         )
     try:
-        body = response.json()
+        body = json.loads(body_bytes)
     except ValueError as exc:
         raise RegistryProtocolError(
-            f"token service of {registry} returned a non-JSON body", registry=registry
+            f"the token service of {registry} returned a non-JSON body", registry=registry
         ) from exc
-    value = body.get("token") or body.get("access_token")
+    value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
     if not isinstance(value, str) or not value:
         raise RegistryProtocolError(
-            f"token service of {registry} returned no token", registry=registry
+            f"the token service of {registry} returned no token", registry=registry
         )
     lifetime = body.get("expires_in")
     if not isinstance(lifetime, (int, float)) or lifetime <= 0:
         lifetime = DEFAULT_TOKEN_LIFETIME
     return Token(value, started + float(lifetime), float(lifetime))
-
-
-def _origin(url: str) -> str:
-    parsed = httpx.URL(url)
-    return f"{parsed.scheme}://{parsed.netloc.decode()}"
-
-
-def _reason(exc: Exception) -> str:
-    return str(exc) or type(exc).__name__

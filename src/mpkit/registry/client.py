@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,12 +24,13 @@ from mpkit.image.types import Blob, Descriptor
 from mpkit.registry.progress import MOUNTED, UPLOADED, NoProgress, Progress
 from mpkit.registry.responses import raise_for_status
 from mpkit.registry.stats import TransferStats
-from mpkit.registry.transport import Body, Transport
+from mpkit.registry.transport import Body, TransferAborted, Transport
 
 CHUNK = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024  # for chunked uploads when the registry sets no minimum
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # containerd and distribution use the same bound
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+NO_ENCODING = {"Accept-Encoding": "identity"}  # digests are over the stored bytes
 
 
 def pull_scope(repository: str) -> str:
@@ -47,6 +50,14 @@ class Manifest:
     @property
     def descriptor(self) -> Descriptor:
         return Descriptor(media_type=self.media_type, digest=self.digest, size=len(self.data))
+
+
+class RestartUpload(Exception):
+    """The upload session is unusable (dropped, expired, out of order): start a new one."""
+
+    def __init__(self, message: str, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RegistryClient:
@@ -71,144 +82,114 @@ class RegistryClient:
 
     # -- helpers ------------------------------------------------------------
     def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        repository: str,
-        push: bool,
-        action: str,
-        extra_scopes: tuple[str, ...] = (),
-        **kwargs: object,
-    ) -> httpx.Response:
+        self, method: str, url: str, *, repository: str, push: bool,
+        extra_scopes: tuple[str, ...] = (), **kwargs: object,
+    ) -> httpx.Response:  # fmt: skip
         scope = push_scope(repository) if push else pull_scope(repository)
         return self.transport.request(
-            method,
-            path,
-            scopes=[scope, *extra_scopes],
-            action=action,
-            repository=repository,
-            stats=self.stats,
-            **kwargs,  # type: ignore[arg-type]
-        )
+            method, url, scopes=[scope, *extra_scopes], action="push" if push else "pull",
+            repository=repository, stats=self.stats, **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
 
     def check(self, response: httpx.Response, *, repository: str, action: str, what: str) -> None:
         """Raise the typed error for a failed response."""
+        challenge = self.transport.challenge
+        credential = self.transport.credential
         if (
             response.status_code == 401
-            and self.transport.credential is not None
-            and (
-                self.transport.challenge is not None and self.transport.challenge.scheme == "basic"
-            )
+            and credential is not None
+            and (challenge is not None and challenge.scheme == "basic")
         ):
-            cred = self.transport.credential
             raise AuthenticationError(
-                f"{self.registry} rejected the credentials for user '{cred.username}' "
-                f"(from {cred.source})",
+                f"{self.registry} rejected the credentials for user '{credential.username}' "
+                f"(from {credential.source})",
                 hint=f"check the user name and password, then run 'mpkit login {self.registry}'",
                 registry=self.registry,
                 repository=repository,
                 status=401,
             )
         raise_for_status(
-            response,
-            registry=self.registry,
-            repository=repository,
-            action=action,
-            what=what,
-            anonymous=self.transport.credential is None,
-            who=self.transport.who,
-        )
+            response, registry=self.registry, repository=repository, action=action, what=what,
+            anonymous=credential is None, who=self.transport.who,
+        )  # fmt: skip
+
+    def _fail(self, response: httpx.Response, *, repository: str, action: str, what: str,
+              expected: str) -> RegistryError:  # fmt: skip
+        """check(), and for an unexpected success code a protocol error to raise."""
+        self.check(response, repository=repository, action=action, what=what)
+        return RegistryProtocolError(
+            f"{self.registry} answered HTTP {response.status_code} to the {action} of {what} "
+            f"(expected {expected})",
+            registry=self.registry, repository=repository, status=response.status_code,
+        )  # fmt: skip
 
     def _location(self, response: httpx.Response, *, repository: str) -> str:
         location = response.headers.get("location")
         if not location:
             raise RegistryProtocolError(
                 f"{self.registry} started an upload without a Location header",
-                registry=self.registry,
-                repository=repository,
-                status=response.status_code,
-            )
+                registry=self.registry, repository=repository, status=response.status_code,
+            )  # fmt: skip
         # distribution-spec: Location may be absolute or relative to the request URL.
         return str(response.request.url.join(location))
 
     # -- blobs ----------------------------------------------------------------
-    def blob_size(self, repository: str, digest: str, *, push: bool = False) -> int | None:
-        """HEAD the blob; its size if present, None if absent."""
+    def blob_size(
+        self, repository: str, digest: str, *, push: bool = False, expected: int | None = None
+    ) -> int | None:
+        """HEAD the blob; its size if present, None if absent (or of the wrong size)."""
         response = self._request(
-            "HEAD",
-            f"/v2/{repository}/blobs/{digest}",
-            repository=repository,
-            push=push,
-            action="push to" if push else "pull",
+            "HEAD", f"/v2/{repository}/blobs/{digest}", repository=repository, push=push
         )
         if response.status_code == 404:
             return None
-        self.check(response, repository=repository, action="read", what=f"blob {digest}")
-        length = response.headers.get("content-length")
-        return int(length) if length and length.isdigit() else 0
+        if response.status_code != 200:
+            raise self._fail(response, repository=repository, action="push" if push else "pull",
+                             what=f"blob {digest}", expected="200 or 404")  # fmt: skip
+        length = response.headers.get("content-length", "")
+        size = int(length) if length.isdigit() else None
+        if expected is not None and size is not None and size != expected:
+            return None  # a damaged copy: upload again rather than trust it
+        return size if size is not None else 0
 
-    def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
-        """Cross-repository mount. True-ish: returns None when mounted, else the upload
-        location the registry opened instead (reusable for a normal upload)."""
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Cross-repository mount (distribution-spec: 201 mounted, 202 upload opened instead).
+
+        An opened session is cancelled; the caller falls back to a normal upload.
+        """
         response = self._request(
-            "POST",
-            f"/v2/{repository}/blobs/uploads/",
-            repository=repository,
-            push=True,
-            action="push to",
+            "POST", f"/v2/{repository}/blobs/uploads/", repository=repository, push=True,
             extra_scopes=(pull_scope(from_repository),),
             params={"mount": digest, "from": from_repository},
-        )
+        )  # fmt: skip
         if response.status_code == 201:
-            return None  # distribution-spec: 201 Created = mounted
+            return True
         if response.status_code == 202:
-            return self._location(response, repository=repository)
-        raise_for_status(
-            response,
-            registry=self.registry,
-            repository=repository,
-            action="mount",
-            what=f"blob {digest}",
-            anonymous=self.transport.credential is None,
-            who=self.transport.who,
-        )
-        raise AssertionError("unreachable")
+            self.cancel_upload(self._location(response, repository=repository), repository)
+            return False
+        raise self._fail(response, repository=repository, action="mount",
+                         what=f"blob {digest}", expected="201 or 202")  # fmt: skip
 
     def start_upload(self, repository: str) -> tuple[str, int | None]:
         """POST a new upload session; returns (location, OCI-Chunk-Min-Length)."""
         response = self._request(
-            "POST",
-            f"/v2/{repository}/blobs/uploads/",
-            repository=repository,
-            push=True,
-            action="push to",
+            "POST", f"/v2/{repository}/blobs/uploads/", repository=repository, push=True
         )
         if response.status_code != 202:
-            self.check(response, repository=repository, action="push to", what="a blob upload")
-            raise RegistryProtocolError(
-                f"{self.registry} answered HTTP {response.status_code} to an upload start "
-                "(expected 202)",
-                registry=self.registry,
-                repository=repository,
-                status=response.status_code,
-            )
-        minimum = response.headers.get("oci-chunk-min-length")
+            raise self._fail(response, repository=repository, action="push",
+                             what="a blob upload", expected="202")  # fmt: skip
+        minimum = response.headers.get("oci-chunk-min-length", "")
         return self._location(response, repository=repository), (
-            int(minimum) if minimum and minimum.isdigit() else None
+            int(minimum) if minimum.isdigit() else None
         )
 
     def cancel_upload(self, location: str, repository: str) -> None:
-        response = self.transport.request(
-            "DELETE",
-            location,
-            scopes=[push_scope(repository)],
-            action="push to",
-            repository=repository,
-            retry=False,
-        )
-        if response.status_code not in (204, 404):
-            self.check(response, repository=repository, action="cancel", what="an upload")
+        """distribution-spec: DELETE <location> ends a session; best effort."""
+        with contextlib.suppress(RegistryError, httpx.HTTPError):
+            self.transport.request(
+                "DELETE", location, scopes=[push_scope(repository)], action="push",
+                repository=repository, retry=False,
+            )  # fmt: skip
 
     def upload_blob(
         self,
@@ -218,47 +199,46 @@ class RegistryClient:
         mount_from: tuple[str, ...] = (),
         chunked: bool = False,
         progress: Progress | None = None,
+        stale_sources: list[str] | None = None,
     ) -> str:
-        """Push one blob; returns UPLOADED or MOUNTED. Retries the whole upload on failure."""
+        """Push one blob; returns UPLOADED or MOUNTED. A broken upload restarts whole.
+
+        Sources that turn out not to hold the blob are appended to *stale_sources*.
+        """
         progress = progress or NoProgress()
         desc = blob.descriptor
-        location: str | None = None
         for source in mount_from:
             try:
-                location = self.mount_blob(repository, desc.digest, source)
+                mounted = self.mount_blob(repository, desc.digest, source)
             except RegistryError:
-                location = None  # no pull access on the source: fall back to uploading
-                continue
-            if location is None:
+                mounted = False  # e.g. no pull access on the source
+            if mounted:
                 self.stats.add(blobs_mounted=1, bytes_mounted=desc.size)
                 progress.finish(desc, MOUNTED)
                 return MOUNTED
-            break
+            if stale_sources is not None:
+                stale_sources.append(source)
         policy = self.transport.options.retry
         last_error: Exception | None = None
         for attempt in range(1, policy.attempts + 1):
-            minimum: int | None = None
-            if location is None:
-                location, minimum = self.start_upload(repository)
+            location, minimum = self.start_upload(repository)
             try:
-                if chunked or minimum:
+                if chunked:
                     self._upload_chunked(repository, location, blob, minimum, progress)
                 else:
                     self._upload_monolithic(repository, location, blob, progress)
-            except (
-                httpx.TransportError,
-                _TransientUploadError,
-                RegistryProtocolError,
-                RegistryUnreachableError,
-            ) as exc:
+            except (httpx.TransportError, RestartUpload, RegistryUnreachableError) as exc:
                 last_error = exc
-                location = None
+                self.cancel_upload(location, repository)
                 progress.reset(desc)
                 if attempt < policy.attempts:
                     self.stats.add(retries=1)
                     policy.sleep(attempt, getattr(exc, "retry_after", None))
                     chunked = True  # distribution-spec allows chunks when monolithic fails
                 continue
+            except BaseException:
+                self.cancel_upload(location, repository)
+                raise
             self.stats.add(blobs_uploaded=1, bytes_uploaded=desc.size)
             progress.finish(desc, UPLOADED)
             return UPLOADED
@@ -266,23 +246,28 @@ class RegistryClient:
             f"uploading blob {desc.digest} ({desc.size} bytes) to {self.registry}/{repository} "
             f"failed {policy.attempts} times; last error: {last_error}",
             hint="the registry or the network dropped the transfer repeatedly; retry later",
-            registry=self.registry,
-            repository=repository,
-        ) from last_error
+            registry=self.registry, repository=repository,
+        ) from last_error  # fmt: skip
 
     def _body(
         self, blob: Blob, progress: Progress, start: int = 0, length: int | None = None
     ) -> Body:
+        abort = self.transport.abort
+
         def chunks() -> Iterator[bytes]:
             with blob.open() as handle:
                 if start:
                     handle.seek(start)
                 remaining = blob.descriptor.size - start if length is None else length
                 while remaining > 0:
+                    if abort.is_set():
+                        raise TransferAborted()
                     data = handle.read(min(CHUNK, remaining))
                     if not data:
-                        raise _TransientUploadError(
-                            f"blob {blob.descriptor.digest} is shorter than its descriptor says"
+                        raise RegistryError(
+                            f"blob {blob.descriptor.digest} is shorter than its descriptor says "
+                            f"({blob.descriptor.size} bytes)",
+                            hint="the local image is damaged; rebuild or re-export it",
                         )
                     remaining -= len(data)
                     progress.advance(blob.descriptor, len(data))
@@ -296,25 +281,15 @@ class RegistryClient:
         desc = blob.descriptor
         # distribution-spec: PUT <location>?digest=<digest> with the whole body → 201.
         response = self.transport.request(
-            "PUT",
-            location,
-            scopes=[push_scope(repository)],
-            action="push to",
-            repository=repository,
-            params={"digest": desc.digest},
-            retry=False,
+            "PUT", location, scopes=[push_scope(repository)], action="push",
+            repository=repository, params={"digest": desc.digest}, retry=False,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
             body=self._body(blob, progress),
-        )
+        )  # fmt: skip
         self._finish_upload(response, repository, desc)
 
     def _upload_chunked(
-        self,
-        repository: str,
-        location: str,
-        blob: Blob,
-        minimum: int | None,
-        progress: Progress,
+        self, repository: str, location: str, blob: Blob, minimum: int | None, progress: Progress
     ) -> None:
         desc = blob.descriptor
         size = max(minimum or 0, DEFAULT_CHUNK_SIZE)
@@ -323,110 +298,53 @@ class RegistryClient:
             length = min(size, desc.size - offset)
             # distribution-spec: PATCH with Content-Range "<start>-<end>" (inclusive) → 202.
             response = self.transport.request(
-                "PATCH",
-                location,
-                scopes=[push_scope(repository)],
-                action="push to",
-                repository=repository,
-                retry=False,
+                "PATCH", location, scopes=[push_scope(repository)], action="push",
+                repository=repository, retry=False,
                 headers={
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(length),
                     "Content-Range": f"{offset}-{offset + length - 1}",
                 },
                 body=self._body(blob, progress, offset, length),
-            )
-            if response.status_code == 416:
-                # distribution-spec: out-of-order chunk; the Range header says where to resume.
-                offset = self._upload_offset(location, repository)
-                continue
-            if response.status_code in (408, 429) or response.status_code >= 500:
-                raise _TransientUploadError(
-                    f"PATCH answered HTTP {response.status_code}",
-                    response.headers.get("retry-after"),
-                )
+            )  # fmt: skip
+            _restart_if_session_lost(response)
             if response.status_code != 202:
-                self.check(
-                    response, repository=repository, action="push to", what=f"blob {desc.digest}"
-                )
+                raise self._fail(response, repository=repository, action="push",
+                                 what=f"blob {desc.digest}", expected="202")  # fmt: skip
             location = self._location(response, repository=repository)
             offset += length
         response = self.transport.request(
-            "PUT",
-            location,
-            scopes=[push_scope(repository)],
-            action="push to",
-            repository=repository,
-            params={"digest": desc.digest},
-            retry=False,
+            "PUT", location, scopes=[push_scope(repository)], action="push",
+            repository=repository, params={"digest": desc.digest}, retry=False,
             headers={"Content-Length": "0"},
-        )
+        )  # fmt: skip
         self._finish_upload(response, repository, desc)
 
-    def _upload_offset(self, location: str, repository: str) -> int:
-        response = self.transport.request(
-            "GET",
-            location,
-            scopes=[push_scope(repository)],
-            action="push to",
-            repository=repository,
-        )
-        if response.status_code != 204:
-            raise _TransientUploadError(f"upload status answered HTTP {response.status_code}")
-        ranged = response.headers.get("range", "")
-        if "-" not in ranged:
-            return 0
-        return int(ranged.rsplit("-", 1)[1]) + 1
-
     def _finish_upload(self, response: httpx.Response, repository: str, desc: Descriptor) -> None:
-        if response.status_code in (408, 429) or response.status_code >= 500:
-            raise _TransientUploadError(
-                f"upload of {desc.digest} answered HTTP {response.status_code}",
-                response.headers.get("retry-after"),
-            )
+        _restart_if_session_lost(response)
         if response.status_code != 201:
-            self.check(
-                response, repository=repository, action="push to", what=f"blob {desc.digest}"
-            )
-            raise RegistryProtocolError(
-                f"{self.registry} answered HTTP {response.status_code} to a blob upload "
-                "(expected 201)",
-                registry=self.registry,
-                repository=repository,
-                status=response.status_code,
-            )
+            raise self._fail(response, repository=repository, action="push",
+                             what=f"blob {desc.digest}", expected="201")  # fmt: skip
         confirmed = response.headers.get("docker-content-digest")
         if confirmed and confirmed != desc.digest:
             raise DigestMismatchError(
                 f"{self.registry} stored blob {desc.digest} as {confirmed}",
-                registry=self.registry,
-                repository=repository,
-            )
+                registry=self.registry, repository=repository,
+            )  # fmt: skip
 
     @contextmanager
     def open_blob(self, repository: str, desc: Descriptor) -> Iterator[Iterator[bytes]]:
         """Stream a blob; the iterator raises DigestMismatchError at the end if the bytes
         do not hash to the descriptor's digest."""
         response = self._request(
-            "GET",
-            f"/v2/{repository}/blobs/{desc.digest}",
-            repository=repository,
-            push=False,
-            action="pull",
-            stream=True,
-        )
+            "GET", f"/v2/{repository}/blobs/{desc.digest}", repository=repository, push=False,
+            stream=True, headers=NO_ENCODING,
+        )  # fmt: skip
         try:
             if response.status_code != 200:
                 response.read()
-                self.check(
-                    response, repository=repository, action="pull", what=f"blob {desc.digest}"
-                )
-                raise RegistryProtocolError(
-                    f"{self.registry} answered HTTP {response.status_code} to a blob GET",
-                    registry=self.registry,
-                    repository=repository,
-                    status=response.status_code,
-                )
+                raise self._fail(response, repository=repository, action="pull",
+                                 what=f"blob {desc.digest}", expected="200")  # fmt: skip
             yield self._verified(response, repository, desc)
         finally:
             response.close()
@@ -437,21 +355,31 @@ class RegistryClient:
         algorithm, _, expected = desc.digest.partition(":")
         hasher = hashlib.new(algorithm)
         received = 0
-        for data in response.iter_raw(CHUNK):
-            received += len(data)
-            if received > desc.size:
-                break
-            hasher.update(data)
-            yield data
+        abort = self.transport.abort
+        try:
+            for data in response.iter_raw(CHUNK):
+                if abort.is_set():
+                    raise TransferAborted()
+                received += len(data)
+                if received > desc.size:
+                    break
+                hasher.update(data)
+                yield data
+        except httpx.TransportError as exc:
+            raise RegistryUnreachableError(
+                f"the connection to {self.registry} broke while downloading blob {desc.digest} "
+                f"({received} of {desc.size} bytes): {exc or type(exc).__name__}",
+                hint="check the network path to the registry and retry",
+                registry=self.registry, repository=repository,
+            ) from exc  # fmt: skip
         if received != desc.size or hasher.hexdigest() != expected:
             raise DigestMismatchError(
                 f"blob {desc.digest} from {self.registry}/{repository} is corrupt: got "
                 f"{received} bytes hashing to {algorithm}:{hasher.hexdigest()}, expected "
                 f"{desc.size} bytes",
                 hint="the registry storage may be damaged; push the image again",
-                registry=self.registry,
-                repository=repository,
-            )
+                registry=self.registry, repository=repository,
+            )  # fmt: skip
         self.stats.add(blobs_downloaded=1, bytes_downloaded=received)
 
     def read_blob(
@@ -460,9 +388,8 @@ class RegistryClient:
         if desc.size > limit:
             raise RegistryProtocolError(
                 f"blob {desc.digest} is {desc.size} bytes, more than the {limit} allowed here",
-                registry=self.registry,
-                repository=repository,
-            )
+                registry=self.registry, repository=repository,
+            )  # fmt: skip
         with self.open_blob(repository, desc) as chunks:
             return b"".join(chunks)
 
@@ -470,21 +397,15 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str, *, push: bool = False) -> Manifest:
         """GET a manifest or index by tag or digest, verifying its digest."""
         response = self._request(
-            "GET",
-            f"/v2/{repository}/manifests/{reference}",
-            repository=repository,
-            push=push,
-            action="pull",
-            headers={"Accept": mediatypes.ACCEPT_MANIFESTS},
-            stream=True,
-        )
+            "GET", f"/v2/{repository}/manifests/{reference}", repository=repository, push=push,
+            headers={"Accept": mediatypes.ACCEPT_MANIFESTS, **NO_ENCODING}, stream=True,
+        )  # fmt: skip
         try:
             if response.status_code != 200:
                 response.read()
-                self.check(
-                    response, repository=repository, action="pull", what=f"manifest {reference}"
-                )
-            data = _read_bounded(response, MAX_MANIFEST_BYTES, self.registry, repository)
+                raise self._fail(response, repository=repository, action="pull",
+                                 what=f"manifest {reference}", expected="200")  # fmt: skip
+            data = self._read_bounded(response, repository)
         finally:
             response.close()
         digest = sha256_digest(data)
@@ -492,113 +413,96 @@ class RegistryClient:
             raise DigestMismatchError(
                 f"manifest {reference} from {self.registry}/{repository} hashes to {digest}",
                 hint="the registry returned different content than requested",
-                registry=self.registry,
-                repository=repository,
-            )
+                registry=self.registry, repository=repository,
+            )  # fmt: skip
         header = response.headers.get("docker-content-digest")
         if header and header.startswith("sha256:") and header != digest:
             raise DigestMismatchError(
                 f"{self.registry}/{repository} says manifest {reference} is {header}, but its "
-                f"bytes hash to {digest}",
-                registry=self.registry,
-                repository=repository,
-            )
+                f"bytes hash to {digest}", registry=self.registry, repository=repository,
+            )  # fmt: skip
         media_type = _media_type(data, response.headers.get("content-type"))
         return Manifest(data=data, media_type=media_type, digest=digest)
 
+    def _read_bounded(self, response: httpx.Response, repository: str) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        try:
+            for data in response.iter_raw(CHUNK):
+                total += len(data)
+                if total > MAX_MANIFEST_BYTES:
+                    raise RegistryProtocolError(
+                        f"{self.registry}/{repository} sent a manifest larger than "
+                        f"{MAX_MANIFEST_BYTES} bytes",
+                        registry=self.registry, repository=repository,
+                    )  # fmt: skip
+                parts.append(data)
+        except httpx.TransportError as exc:
+            raise RegistryUnreachableError(
+                f"the connection to {self.registry} broke while reading a manifest: {exc}",
+                hint="check the network path to the registry and retry",
+                registry=self.registry, repository=repository,
+            ) from exc  # fmt: skip
+        return b"".join(parts)
+
     def head_manifest(
         self, repository: str, reference: str, *, push: bool = False
-    ) -> Descriptor | None:
+    ) -> tuple[Descriptor, httpx.Headers] | None:
+        """HEAD a manifest (costs no Docker Hub pull); None if absent. The descriptor's
+        digest comes from Docker-Content-Digest, or from *reference* if that is a digest."""
         response = self._request(
-            "HEAD",
-            f"/v2/{repository}/manifests/{reference}",
-            repository=repository,
-            push=push,
-            action="pull",
+            "HEAD", f"/v2/{repository}/manifests/{reference}", repository=repository, push=push,
             headers={"Accept": mediatypes.ACCEPT_MANIFESTS},
-        )
+        )  # fmt: skip
         if response.status_code == 404:
             return None
-        self.check(response, repository=repository, action="pull", what=f"manifest {reference}")
-        digest = response.headers.get("docker-content-digest", "")
+        if response.status_code != 200:
+            raise self._fail(response, repository=repository, action="pull",
+                             what=f"manifest {reference}", expected="200")  # fmt: skip
+        digest = response.headers.get("docker-content-digest") or (
+            reference if reference.startswith("sha256:") else ""
+        )
         length = response.headers.get("content-length", "0")
-        return Descriptor(
+        descriptor = Descriptor(
             media_type=(response.headers.get("content-type") or "").split(";")[0],
             digest=digest,
             size=int(length) if length.isdigit() else 0,
         )
+        return descriptor, response.headers
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
         """PUT exact manifest bytes; returns the digest, confirmed against the registry's."""
         digest = sha256_digest(data)
         response = self._request(
-            "PUT",
-            f"/v2/{repository}/manifests/{reference}",
-            repository=repository,
-            push=True,
-            action="push to",
-            headers={"Content-Type": media_type},
-            body=data,
-        )
+            "PUT", f"/v2/{repository}/manifests/{reference}", repository=repository, push=True,
+            headers={"Content-Type": media_type}, body=data,
+        )  # fmt: skip
         if response.status_code not in (200, 201):
-            self.check(
-                response, repository=repository, action="push to", what=f"manifest {reference}"
-            )
-            raise RegistryProtocolError(
-                f"{self.registry} answered HTTP {response.status_code} to a manifest PUT",
-                registry=self.registry,
-                repository=repository,
-                status=response.status_code,
-            )
+            raise self._fail(response, repository=repository, action="push",
+                             what=f"manifest {reference}", expected="201")  # fmt: skip
         confirmed = response.headers.get("docker-content-digest")
         if confirmed and confirmed != digest:
             raise DigestMismatchError(
                 f"{self.registry} stored the manifest as {confirmed}, but mpkit computed {digest}",
                 hint="the registry rewrote the manifest; the digest in a pack would not match",
-                registry=self.registry,
-                repository=repository,
-            )
+                registry=self.registry, repository=repository,
+            )  # fmt: skip
         self.stats.add(manifests_pushed=1)
         return digest
 
-    def list_tags(self, repository: str) -> list[str]:
-        response = self._request(
-            "GET",
-            f"/v2/{repository}/tags/list",
-            repository=repository,
-            push=False,
-            action="pull",
+
+def _restart_if_session_lost(response: httpx.Response) -> None:
+    """distribution-spec: an unknown session (404) MUST restart the upload; 416 means the
+    registry lost track of the offset; 408/429/5xx are transient."""
+    status = response.status_code
+    if status in (404, 416, 408, 429) or status >= 500:
+        raise RestartUpload(
+            f"the upload session answered HTTP {status}", response.headers.get("retry-after")
         )
-        self.check(response, repository=repository, action="list tags of", what="tags")
-        tags = response.json().get("tags") or []
-        return [str(t) for t in tags]
-
-
-class _TransientUploadError(Exception):
-    def __init__(self, message: str, retry_after: str | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _read_bounded(response: httpx.Response, limit: int, registry: str, repository: str) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    for data in response.iter_bytes(CHUNK):
-        total += len(data)
-        if total > limit:
-            raise RegistryProtocolError(
-                f"{registry}/{repository} sent a manifest larger than {limit} bytes",
-                registry=registry,
-                repository=repository,
-            )
-        parts.append(data)
-    return b"".join(parts)
 
 
 def _media_type(data: bytes, content_type: str | None) -> str:
     """The manifest's own mediaType wins over Content-Type (image-spec manifest.md)."""
-    import json
-
     try:
         body = json.loads(data)
     except ValueError:

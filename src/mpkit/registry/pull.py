@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from mpkit.errors import ImageFormatError
+from mpkit.errors import ImageFormatError, RegistryUnreachableError
 from mpkit.image import mediatypes
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.select import DEFAULT_PLATFORM, select_platform
@@ -15,6 +14,7 @@ from mpkit.image.types import Descriptor, Platform
 from mpkit.reference import Reference
 from mpkit.registry.client import Manifest, RegistryClient
 from mpkit.registry.locations import BlobLocations
+from mpkit.registry.parallel import run_all
 from mpkit.registry.progress import CACHED, DOWNLOADED, NoProgress, Progress
 from mpkit.registry.stats import TransferStats
 
@@ -78,20 +78,28 @@ def pull_image(
     resolved = resolve_image(client, ref, platform)
     repository = ref.path
     blobs = [resolved.config, *resolved.layers]
-    workers = max(1, min(client.transport.options.concurrency, len(blobs)))
+    policy = client.transport.options.retry
 
     def fetch(desc: Descriptor) -> None:
         progress.start(desc, "pull")
-        if writer.has_blob(desc.digest):
+        if writer.has_blob(desc.digest, desc.size):
             progress.finish(desc, CACHED)
             return
-        with client.open_blob(repository, desc) as chunks:
-            writer.write_blob(desc.digest, desc.size, _advancing(chunks, desc, progress))
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                with client.open_blob(repository, desc) as chunks:
+                    writer.write_blob(desc.digest, desc.size, _advancing(chunks, desc, progress))
+                break
+            except RegistryUnreachableError:
+                # A dropped download restarts (the writer keeps no partial file).
+                if attempt == policy.attempts:
+                    raise
+                progress.reset(desc)
+                client.stats.add(retries=1)
+                policy.sleep(attempt)
         progress.finish(desc, DOWNLOADED)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mpkit-pull") as pool:
-        for future in [pool.submit(fetch, d) for d in _unique(blobs)]:
-            future.result()
+    run_all(client.transport, fetch, _unique(blobs), name="pull")
     manifest_desc = writer.write_bytes_blob(resolved.manifest.data, resolved.manifest.media_type)
     writer.add_manifest(manifest_desc, tag)
     if locations is not None:

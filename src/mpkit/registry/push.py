@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mpkit.image.types import Blob, Image
 from mpkit.reference import Reference
 from mpkit.registry.client import RegistryClient
 from mpkit.registry.locations import BlobLocations
+from mpkit.registry.parallel import run_all
 from mpkit.registry.progress import SKIPPED, NoProgress, Progress
 from mpkit.registry.stats import TransferStats
 
@@ -36,15 +36,13 @@ def push_image(
     """
     progress = progress or NoProgress()
     repository = target.path
-    blobs = _unique(image.blobs())
-    workers = max(1, min(client.transport.options.concurrency, len(blobs)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mpkit-push") as pool:
-        futures = [
-            pool.submit(_push_blob, client, repository, blob, locations, mount_from, progress)
-            for blob in blobs
-        ]
-        for future in futures:
-            future.result()
+    blobs = image.blobs()
+    run_all(
+        client.transport,
+        lambda blob: _push_blob(client, repository, blob, locations, mount_from, progress),
+        blobs,
+        name="push",
+    )
     reference = target.tag or target.digest or "latest"
     digest = client.put_manifest(repository, reference, image.manifest_bytes, image.media_type)
     if locations is not None:
@@ -63,7 +61,7 @@ def _push_blob(
     desc = blob.descriptor
     progress.start(desc, "push")
     # distribution-spec: HEAD /v2/<name>/blobs/<digest> → 200 means nothing to upload.
-    if client.blob_size(repository, desc.digest, push=True) is not None:
+    if client.blob_size(repository, desc.digest, push=True, expected=desc.size) is not None:
         client.stats.add(blobs_skipped=1, bytes_skipped=desc.size)
         progress.finish(desc, SKIPPED)
         return
@@ -74,14 +72,10 @@ def _push_blob(
             for r in locations.candidates(client.registry, desc.digest, exclude=repository)
             if r not in sources
         ]
-    client.upload_blob(repository, blob, mount_from=tuple(sources), progress=progress)
-
-
-def _unique(blobs: list[Blob]) -> list[Blob]:
-    seen: set[str] = set()
-    out = []
-    for blob in blobs:
-        if blob.descriptor.digest not in seen:
-            seen.add(blob.descriptor.digest)
-            out.append(blob)
-    return out
+    stale: list[str] = []
+    client.upload_blob(
+        repository, blob, mount_from=tuple(sources), progress=progress, stale_sources=stale
+    )
+    if locations is not None:
+        for source in stale:  # the record was wrong: never try that source again
+            locations.forget(client.registry, source, desc.digest)

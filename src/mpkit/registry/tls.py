@@ -17,6 +17,7 @@ from mpkit.errors import TLSVerificationError
 CERTS_D_ENV = "MPKIT_CERTS_D"
 SYSTEM_CERTS_DIRS = (
     Path("/etc/docker/certs.d"),
+    Path.home() / ".docker" / "certs.d",  # Docker Desktop (macOS, Windows)
     Path("/etc/containers/certs.d"),
     Path.home() / ".config" / "containers" / "certs.d",
 )
@@ -62,8 +63,21 @@ def build_ssl_context(
                     hint="docker's certs.d convention pairs NAME.cert with NAME.key",
                     registry=registry,
                 )
-            context.load_cert_chain(str(cert), str(key))
+            try:
+                # A password callback that refuses: an encrypted key must never prompt.
+                context.load_cert_chain(str(cert), str(key), password=_no_password)
+            except (OSError, ssl.SSLError) as exc:
+                raise TLSVerificationError(
+                    f"cannot load the client certificate {cert} with key {key}: {exc}",
+                    hint="both must be PEM files that belong together, and the key must not "
+                    "be encrypted",
+                    registry=registry,
+                ) from exc
     return context, added
+
+
+def _no_password() -> bytes:
+    raise ValueError("encrypted client keys are not supported")
 
 
 def _load_ca(context: ssl.SSLContext, path: Path, registry: str) -> None:

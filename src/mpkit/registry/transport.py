@@ -1,16 +1,18 @@
 """HTTP transport for one registry: scheme detection, TLS, auth and retries.
 
-Built in layers like go-containerregistry's: ping (§ "API version check") picks the
-scheme and learns the challenge; requests then carry Basic or Bearer credentials,
-refetching a token when the registry asks for a wider scope; transient failures are
-retried with backoff.
+Built in layers like go-containerregistry's: ping (distribution-spec "API version
+check") picks the scheme and learns the challenge; requests then carry Basic or Bearer
+credentials (only to the registry's own origin), refetching a token when the registry
+asks for a wider scope; transient failures are retried with backoff.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,6 @@ import httpx
 from mpkit import __version__
 from mpkit.credentials import Credential
 from mpkit.errors import (
-    AccessDeniedError,
     AuthenticationError,
     RegistryError,
     RegistryProtocolError,
@@ -30,9 +31,17 @@ from mpkit.errors import (
     TLSVerificationError,
 )
 from mpkit.reference import api_host, is_loopback_host
-from mpkit.registry.auth import Challenge, Token, TokenCache, fetch_token, parse_challenges
-from mpkit.registry.responses import denied
-from mpkit.registry.retry import RETRYABLE_STATUS, RetryPolicy
+from mpkit.registry.auth import (
+    Challenge,
+    Token,
+    TokenCache,
+    parse_challenges,
+    parse_token_response,
+    scope_key,
+    token_requests,
+)
+from mpkit.registry.responses import denied, error_detail, rate_limit_note
+from mpkit.registry.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from mpkit.registry.stats import TransferStats
 from mpkit.registry.tls import build_ssl_context
 
@@ -40,6 +49,10 @@ log = logging.getLogger("mpkit.registry")
 
 CredentialProvider = Callable[[], "Credential | None"]
 Body = Union[bytes, Callable[[], Iterator[bytes]], None]  # noqa: UP007 - runtime alias on 3.10
+
+
+class TransferAborted(Exception):
+    """Another transfer of the same operation failed, or the user pressed Ctrl-C."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +82,15 @@ class Transport:
         self.registry = registry
         self.options = options or ClientOptions()
         self.anonymous = credentials is None
+        self.abort = threading.Event()  # set to stop every transfer of this transport
         self._credentials = credentials
         self._credential: Credential | None = None
         self._credential_loaded = False
         self._tokens = TokenCache()
         self._lock = threading.Lock()
+        self._token_locks: dict[frozenset[str], threading.Lock] = {}
         self._base_url: str | None = None
+        self._ping_error: RegistryError | None = None
         self._challenge: Challenge | None = None
         self._http: httpx.Client | None = None
         self.insecure = registry in self.options.insecure_registries
@@ -134,49 +150,60 @@ class Transport:
         return self._challenge
 
     def ping(self) -> None:
-        """distribution-spec: GET /v2/ → 200 (open) or 401 with WWW-Authenticate."""
+        """distribution-spec: GET /v2/ → 200 (open) or 401 with WWW-Authenticate.
+
+        The outcome, success or failure, is remembered: parallel transfers must not
+        each rediscover that a registry is unreachable.
+        """
         with self._lock:
             if self._base_url is not None:
                 return
-            host = api_host(self.registry)
-            schemes = ["https", "http"] if self.plain_http_allowed else ["https"]
-            first_error: RegistryError | None = None
-            for scheme in schemes:
-                url = f"{scheme}://{host}/v2/"
-                # Probing https on a plain-http port fails fast; don't retry that probe.
-                attempts = 1 if scheme == "https" and len(schemes) > 1 else 2
-                try:
-                    response = self._send_retrying(
-                        "GET", url, headers={}, body=None, attempts=attempts
-                    )
-                except TLSVerificationError:
-                    raise
-                except RegistryError as exc:
-                    first_error = first_error or exc
-                    continue
-                if response.status_code == 401:
-                    challenges = parse_challenges(response.headers.get_list("www-authenticate"))
-                    self._challenge = _preferred(challenges)
-                elif response.status_code != 200:
-                    if scheme == "http" and first_error is not None:
-                        raise first_error
-                    raise RegistryProtocolError(
-                        f"{self.registry} does not look like a container registry: GET {url} "
-                        f"answered HTTP {response.status_code}",
-                        hint="check the host and port; the OCI distribution API lives under /v2/",
-                        registry=self.registry,
-                        status=response.status_code,
-                    )
-                self._base_url = f"{scheme}://{host}"
-                log.debug(
-                    "registry %s speaks %s, auth %s",
-                    self.registry,
-                    scheme,
-                    self._challenge.scheme if self._challenge else "none",
+            if self._ping_error is not None:
+                raise self._ping_error
+            try:
+                self._ping_locked()
+            except RegistryError as exc:
+                self._ping_error = exc
+                raise
+
+    def _ping_locked(self) -> None:
+        host = api_host(self.registry)
+        schemes = ["https", "http"] if self.plain_http_allowed else ["https"]
+        first_error: RegistryError | None = None
+        for scheme in schemes:
+            url = f"{scheme}://{host}/v2/"
+            # Probing https on a plain-http port fails fast; don't retry that probe.
+            attempts = 1 if scheme == "https" and len(schemes) > 1 else 2
+            try:
+                response = self._send_retrying("GET", url, headers={}, body=None, attempts=attempts)
+            except TLSVerificationError:
+                raise
+            except RegistryError as exc:
+                first_error = first_error or exc
+                continue
+            if response.status_code == 401:
+                challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+                self._challenge = _preferred(challenges)
+            elif response.status_code != 200:
+                if scheme == "http" and first_error is not None:
+                    raise first_error
+                raise RegistryProtocolError(
+                    f"{self.registry} does not look like a container registry: GET {url} "
+                    f"answered HTTP {response.status_code}",
+                    hint="check the host and port; the OCI distribution API lives under /v2/",
+                    registry=self.registry,
+                    status=response.status_code,
                 )
-                return
-            assert first_error is not None
-            raise first_error
+            self._base_url = f"{scheme}://{host}"
+            log.debug(
+                "registry %s speaks %s, auth %s",
+                self.registry,
+                scheme,
+                self._challenge.scheme if self._challenge else "none",
+            )
+            return
+        assert first_error is not None
+        raise first_error
 
     def authenticate(self) -> str:
         """Prove the credential against the registry (what `docker login` does).
@@ -189,7 +216,6 @@ class Transport:
         if challenge.scheme == "bearer":
             # token.md: a token request with no scope authenticates the user only.
             self._token(challenge, [], action="log in to", repository=None)
-            return "bearer"
         response = self.request("GET", "/v2/", scopes=[], action="log in to")
         if response.status_code == 401:
             who = self.who or "anonymous"
@@ -221,33 +247,37 @@ class Transport:
         """Send one API request with auth and retries; the caller checks the status.
 
         With *stream* the response body is not read and the caller must close it.
+        Credentials go only to the registry's own origin (go-containerregistry does
+        the same): an upload Location on another host gets none.
         """
-        url = self._url(path_or_url, params)
+        url, own_origin = self._place(self._url(path_or_url, params))
         scopes = list(scopes)
         for auth_round in range(3):
             all_headers = dict(headers or {})
-            all_headers.update(self._auth_headers(scopes, action=action, repository=repository))
+            if own_origin:
+                all_headers.update(self._auth_headers(scopes, action=action, repository=repository))
             response = self._send_retrying(
-                method,
-                url,
-                headers=all_headers,
-                body=body,
-                stream=stream,
-                attempts=self.options.retry.attempts if retry else 1,
-                stats=stats,
-            )
-            if response.status_code != 401 or auth_round == 2:
+                method, url, headers=all_headers, body=body, stream=stream,
+                attempts=self.options.retry.attempts if retry else 1, stats=stats,
+            )  # fmt: skip
+            if response.status_code != 401 or auth_round == 2 or not own_origin:
                 return response
             challenge = _preferred(parse_challenges(response.headers.get_list("www-authenticate")))
-            if challenge is None or challenge.scheme != "bearer" or self._challenge is None:
+            if challenge is None:
                 return response
-            # token.md: on insufficient_scope the challenge names the scope it wants;
-            # otherwise the token expired or was revoked, so fetch a fresh one (once).
-            wanted = [s for s in challenge.scopes if s not in scopes]
-            if not wanted and auth_round == 1:
+            if self._challenge is None:
+                # /v2/ was open but this resource is not (some Nexus/Artifactory setups).
+                self._challenge = challenge
+            elif challenge.scheme != "bearer":
                 return response
-            self._tokens.drop(scopes)
-            scopes = [*scopes, *wanted]
+            else:
+                # token.md: on insufficient_scope the challenge names the scope it wants;
+                # otherwise the token expired or was revoked: fetch a fresh one, once.
+                wanted = [s for s in challenge.scopes if s not in scopes]
+                if not wanted and auth_round == 1:
+                    return response
+                self._tokens.drop(scopes)
+                scopes = [*scopes, *wanted]
             if stream:
                 response.close()
         raise AssertionError("unreachable")
@@ -257,6 +287,23 @@ class Transport:
         if params:
             return str(httpx.URL(url).copy_merge_params(params))
         return url
+
+    def _place(self, url: str) -> tuple[str, bool]:
+        """(url to use, whether it is the registry's own origin).
+
+        A registry behind a TLS-terminating proxy may hand out http:// Locations for
+        itself; they are upgraded to the scheme the ping chose (ggcr schemer.go).
+        """
+        target, base = httpx.URL(url), httpx.URL(self.base_url)
+        if target.host != base.host or (target.port or _default_port(target.scheme)) != (
+            base.port or _default_port(base.scheme)
+        ):
+            if target.host == base.host and target.scheme == "http" and base.scheme == "https":
+                return str(target.copy_with(scheme="https", port=base.port)), True
+            return url, False
+        if target.scheme != base.scheme:
+            return str(target.copy_with(scheme=base.scheme)), True
+        return url, True
 
     def _auth_headers(
         self, scopes: list[str], *, action: str, repository: str | None
@@ -268,10 +315,7 @@ class Transport:
         if challenge.scheme == "basic":
             if credential is None or credential.username is None:
                 return {}
-            basic = httpx.BasicAuth(credential.username, credential.password or "")
-            request = httpx.Request("GET", "http://x/")
-            next(basic.auth_flow(request))
-            return {"Authorization": request.headers["Authorization"]}
+            return {"Authorization": _basic(credential.username, credential.password or "")}
         if challenge.scheme == "bearer":
             token = self._token(challenge, scopes, action=action, repository=repository)
             return {"Authorization": f"Bearer {token.value}"}
@@ -283,22 +327,77 @@ class Transport:
         cached = self._tokens.get(scopes)
         if cached is not None:
             return cached
+        with self._lock:
+            lock = self._token_locks.setdefault(scope_key(scopes), threading.Lock())
+        with lock:  # single flight: parallel uploads share one token request
+            cached = self._tokens.get(scopes)
+            if cached is not None:
+                return cached
+            token = self._fetch_token(challenge, scopes, action=action, repository=repository)
+            self._tokens.put(scopes, token)
+            return token
+
+    def _fetch_token(
+        self, challenge: Challenge, scopes: list[str], *, action: str, repository: str | None
+    ) -> Token:
         credential = self.credential
-        try:
-            token = fetch_token(self.http, challenge, scopes, credential, registry=self.registry)
-        except AuthenticationError as exc:
+        if credential is not None and credential.registry_token:
+            return Token(credential.registry_token, time.monotonic() + 3600, 3600)
+        realm = challenge.realm
+        if not realm:
+            raise RegistryProtocolError(
+                f"{self.registry} asked for a bearer token but named no realm",
+                registry=self.registry,
+            )
+        realm_url = httpx.URL(realm)
+        if credential is not None and realm_url.scheme != "https" and not self.plain_http_allowed:
+            raise RegistryProtocolError(
+                f"{self.registry} sends logins to a plain-HTTP token service ({_origin(realm)}); "
+                "mpkit refuses to send credentials unencrypted",
+                hint="fix the registry's external URL (Harbor: external_url / EXT_ENDPOINT) to "
+                "use https, or mark the registry insecure with "
+                f"--insecure-registry {self.registry}",
+                registry=self.registry,
+            )
+        started = time.monotonic()
+        response: httpx.Response | None = None
+        for request in token_requests(challenge, scopes, credential):
+            headers = {"Authorization": _basic(*request.basic)} if request.basic else {}
+            url = (
+                str(realm_url.copy_merge_params(list(request.params))) if request.params else realm
+            )
+            response = self._send_retrying(
+                request.method, url, headers=headers, body=None, form=request.form,
+                attempts=self.options.retry.attempts,
+            )  # fmt: skip
+            if request.method == "POST" and response.status_code in (404, 405):
+                continue  # oauth.md is optional for token servers: fall back to GET
+            break
+        assert response is not None
+        if response.status_code in (401, 403):
             if credential is None:
                 raise denied(
-                    registry=self.registry,
-                    repository=repository,
-                    action=action,
-                    anonymous=True,
-                    who=None,
-                    status=exc.status or 401,
-                ) from None
-            raise
-        self._tokens.put(scopes, token)
-        return token
+                    registry=self.registry, repository=repository, action=action,
+                    anonymous=True, who=None, status=response.status_code,
+                )  # fmt: skip
+            source = f", from {credential.source}" if credential.source else ""
+            raise AuthenticationError(
+                f"{self.registry} rejected the credentials ({self.who}{source})",
+                hint=f"check them and run 'mpkit login {self.registry}', or set "
+                "MPKIT_REGISTRY_USERNAME / MPKIT_REGISTRY_PASSWORD",
+                registry=self.registry,
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            detail = error_detail(response)
+            raise RegistryProtocolError(
+                f"the token service of {self.registry} answered HTTP {response.status_code}"
+                + (f": {detail}" if detail else ""),
+                hint="the registry's authentication service is failing; retry later",
+                registry=self.registry,
+                status=response.status_code,
+            )
+        return parse_token_response(response, registry=self.registry, started=started)
 
     def _send_retrying(
         self,
@@ -310,20 +409,24 @@ class Transport:
         attempts: int,
         stream: bool = False,
         stats: TransferStats | None = None,
+        form: dict[str, str] | None = None,
     ) -> httpx.Response:
         policy = self.options.retry
-        last_status: int | None = None
         last_error: Exception | None = None
         for attempt in range(1, attempts + 1):
+            if self.abort.is_set():
+                raise TransferAborted()
             content = body() if callable(body) else body
-            request = self.http.build_request(method, url, headers=headers, content=content)
+            request = self.http.build_request(
+                method, url, headers=headers, content=content, data=form
+            )
             try:
                 response = self.http.send(
                     request, stream=stream, follow_redirects=method in ("GET", "HEAD")
                 )
             except httpx.TransportError as exc:
-                _raise_if_tls(exc, self.registry, url)
-                last_error, last_status = exc, None
+                _raise_if_tls(exc, self.registry)
+                last_error = exc
                 log.debug(
                     "%s %s failed (try %d/%d): %s", method, _safe(url), attempt, attempts, exc
                 )
@@ -333,42 +436,70 @@ class Transport:
                     policy.sleep(attempt)
                 continue
             log.debug("%s %s -> %d", method, _safe(url), response.status_code)
-            if response.status_code not in RETRYABLE_STATUS or attempt == attempts:
-                if response.status_code in RETRYABLE_STATUS and attempts > 1:
-                    last_status = response.status_code
-                    retry_after = response.headers.get("retry-after")
-                    if stream:
-                        response.close()
-                    raise RetriesExhaustedError(
-                        f"{self.registry} kept failing: {method} {_path(url)} answered HTTP "
-                        f"{last_status} on each of {attempts} tries"
-                        + (f" (Retry-After: {retry_after})" if retry_after else ""),
-                        hint="the registry is overloaded or failing; retry later",
-                        registry=self.registry,
-                        status=last_status,
-                    )
+            if response.status_code not in RETRYABLE_STATUS:
                 return response
             retry_after = response.headers.get("retry-after")
+            hinted = parse_retry_after(retry_after)
+            too_long = hinted is not None and hinted > policy.max_retry_after
+            if attempt == attempts or too_long:
+                if attempts == 1 and not too_long:
+                    return response  # the caller retries at a higher level
+                if stream:
+                    response.read()
+                raise self._exhausted(method, url, response, attempt, too_long)
             if stream:
                 response.close()
             if stats is not None:
                 stats.add(retries=1)
-            last_status = response.status_code
             policy.sleep(attempt, retry_after)
         assert last_error is not None
-        if attempts > 1 and last_status is None and not isinstance(last_error, httpx.ConnectError):
+        if attempts > 1 and not isinstance(last_error, httpx.ConnectError):
             raise RetriesExhaustedError(
-                f"connection to {self.registry} kept failing ({_reason(last_error)}) on each of "
-                f"{attempts} tries",
+                f"the connection to {self.registry} kept failing ({_reason(last_error)}) on "
+                f"each of {attempts} tries",
                 hint="check the network and the registry's health",
                 registry=self.registry,
             ) from last_error
         raise RegistryUnreachableError(
             f"cannot reach registry {self.registry} at {_origin(url)}: {_reason(last_error)}",
-            hint="check the host name and port, that the registry is running, and any proxy "
-            "settings (HTTPS_PROXY / NO_PROXY)",
+            hint=_unreachable_hint(last_error, self.registry),
             registry=self.registry,
         ) from last_error
+
+    def _exhausted(
+        self, method: str, url: str, response: httpx.Response, tries: int, too_long: bool
+    ) -> RetriesExhaustedError:
+        status = response.status_code
+        detail = error_detail(response)
+        retry_after = response.headers.get("retry-after")
+        limit = rate_limit_note(response)
+        what = (
+            f"asked to wait {retry_after} s, longer than mpkit waits"
+            if too_long
+            else f"answered HTTP {status} on each of {tries} tries"
+        )
+        message = f"{self.registry} kept failing: {method} {_path(url)} {what}"
+        if too_long:
+            message += f" (HTTP {status})"
+        if detail:
+            message += f": {detail}"
+        if limit:
+            message += f"; {limit}"
+        hint = (
+            "the registry is rate-limiting this client: log in (a higher limit), use a "
+            "mirror, or retry later"
+            if status == 429
+            else "the registry is overloaded or failing; retry later"
+        )
+        return RetriesExhaustedError(message, hint=hint, registry=self.registry, status=status)
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def _basic(username: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{secret}".encode()).decode()
 
 
 def _preferred(challenges: list[Challenge]) -> Challenge | None:
@@ -382,26 +513,20 @@ def _preferred(challenges: list[Challenge]) -> Challenge | None:
 def _make_client(
     context: ssl.SSLContext, options: ClientOptions, *, loopback: bool
 ) -> httpx.Client:
+    pool = options.concurrency * 2 + 2
     return httpx.Client(
         verify=context,
         timeout=httpx.Timeout(options.read_timeout, connect=options.connect_timeout),
-        limits=httpx.Limits(
-            max_connections=options.concurrency * 2 + 2,
-            max_keepalive_connections=options.concurrency * 2 + 2,
-        ),
+        limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
         headers={"User-Agent": options.user_agent},
         # Go's ProxyFromEnvironment never proxies loopback; neither do we.
         trust_env=not loopback,
     )
 
 
-def _raise_if_tls(exc: httpx.TransportError, registry: str, url: str) -> None:
+def _raise_if_tls(exc: httpx.TransportError, registry: str) -> None:
     text = str(exc)
-    if (
-        "CERTIFICATE_VERIFY_FAILED" in text
-        or "certificate verify failed" in text
-        or (isinstance(exc.__cause__, ssl.SSLCertVerificationError))
-    ):
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         raise TLSVerificationError(
             f"the TLS certificate of {registry} is not trusted ({_reason(exc)})",
             hint=f"put the registry's CA certificate in /etc/docker/certs.d/{registry}/ca.crt, "
@@ -409,6 +534,19 @@ def _raise_if_tls(exc: httpx.TransportError, registry: str, url: str) -> None:
             f"for a lab registry only, mark it insecure with --insecure-registry {registry}",
             registry=registry,
         ) from exc
+
+
+def _unreachable_hint(exc: Exception, registry: str) -> str:
+    text = str(exc)
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text.lower():
+        return (
+            f"{registry} answers in plain HTTP, not HTTPS: for a lab registry pass "
+            f"--insecure-registry {registry}"
+        )
+    return (
+        "check the host name and port, that the registry is running, and any proxy "
+        "settings (HTTPS_PROXY / NO_PROXY)"
+    )
 
 
 def _origin(url: str) -> str:
@@ -429,4 +567,4 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-__all__ = ["AccessDeniedError", "ClientOptions", "CredentialProvider", "Transport"]
+__all__ = ["ClientOptions", "CredentialProvider", "TransferAborted", "Transport"]
