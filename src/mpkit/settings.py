@@ -1,0 +1,110 @@
+"""mpkit's own settings: registry mirrors, image aliases and insecure registries.
+
+Read from ``$MPKIT_CONFIG`` or ``<user config dir>/mpkit/settings.json``::
+
+    {
+      "mirrors": {"projects.packages.broadcom.com": ["harbor.corp.example/broadcom-proxy"]},
+      "aliases": {"base-adapter:python-1.2.0": "harbor.corp.example/sdk/base-adapter:python-1.2.0"},
+      "insecure_registries": ["lab-registry.local:5000"]
+    }
+
+For CI, ``MPKIT_MIRRORS`` ("registry=mirror[,registry=mirror]"), ``MPKIT_IMAGE_ALIASES``
+("name=reference[,...]") and ``MPKIT_INSECURE_REGISTRIES`` ("host[:port][,...]") add to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from mpkit.errors import ConfigError, InvalidReferenceError
+from mpkit.jsonfile import load_json_object
+from mpkit.reference import normalize_registry
+
+CONFIG_ENV = "MPKIT_CONFIG"
+MIRRORS_ENV = "MPKIT_MIRRORS"
+ALIASES_ENV = "MPKIT_IMAGE_ALIASES"
+INSECURE_ENV = "MPKIT_INSECURE_REGISTRIES"
+_HINT = 'see "mpkit settings" in README.md for the format'
+
+
+@dataclass(frozen=True)
+class Settings:
+    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # registry → prefixes
+    aliases: Mapping[str, str] = field(default_factory=dict)  # local name → reference
+    insecure_registries: frozenset[str] = frozenset()
+    path: Path | None = None
+
+
+def settings_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    override = env.get(CONFIG_ENV)
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_config_dir("mpkit")) / "settings.json"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    path = settings_path(env)
+    data = load_json_object(path, "mpkit settings file", hint=_HINT) or {}
+    mirrors: dict[str, list[str]] = {}
+    for registry, targets in _mapping(data, "mirrors", path).items():
+        values = [targets] if isinstance(targets, str) else targets
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise _bad(path, f"mirrors[{registry!r}] must be a string or a list of strings")
+        mirrors.setdefault(_registry(registry, path), []).extend(values)
+    aliases = {str(k): str(v) for k, v in _mapping(data, "aliases", path).items()}
+    insecure_list = data.get("insecure_registries", [])
+    if not isinstance(insecure_list, list):
+        raise _bad(path, "insecure_registries must be a list of host[:port] strings")
+    insecure = {_registry(str(h), path) for h in insecure_list}
+    for registry, mirror in _pairs(env.get(MIRRORS_ENV, ""), MIRRORS_ENV):
+        mirrors.setdefault(_registry(registry, None), []).insert(0, mirror)
+    for name, reference in _pairs(env.get(ALIASES_ENV, ""), ALIASES_ENV):
+        aliases[name] = reference
+    insecure |= {_registry(h, None) for h in env.get(INSECURE_ENV, "").split(",") if h.strip()}
+    return Settings(
+        mirrors={k: tuple(v) for k, v in mirrors.items()},
+        aliases=aliases,
+        insecure_registries=frozenset(insecure),
+        path=path,
+    )
+
+
+def _mapping(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise _bad(path, f"{key} must be a JSON object")
+    return value
+
+
+def _pairs(text: str, variable: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(
+                f"{variable} entry {item!r} is not NAME=VALUE",
+                hint=f"e.g. {variable}=projects.packages.broadcom.com=127.0.0.1:5000",
+            )
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _registry(text: str, path: Path | None) -> str:
+    try:
+        return normalize_registry(text)
+    except InvalidReferenceError as exc:
+        if path is None:
+            raise
+        raise _bad(path, exc.message) from exc
+
+
+def _bad(path: Path, message: str) -> ConfigError:
+    return ConfigError(f"mpkit settings file {path}: {message}", path=str(path), hint=_HINT)
