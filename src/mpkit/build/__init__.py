@@ -1,0 +1,1 @@
+"""Daemonless, reproducible adapter image builds."""

@@ -1,0 +1,194 @@
+"""Find, pull and cache the base image of a build: aliases, mirrors, digest pinning.
+
+The cache is an OCI layout at the mpkit cache root, so its blobs are shared with the
+layer cache; index.json remembers which reference resolved to which digest, which
+lets an offline build reuse the last pull (with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpkit.errors import ImageFormatError, InvalidReferenceError, MpkitError, RegistryError
+from mpkit.image import mediatypes
+from mpkit.image.layout import OCILayoutWriter
+from mpkit.image.select import DEFAULT_PLATFORM
+from mpkit.image.types import Blob, Descriptor, Layer, Platform
+from mpkit.reference import Reference, parse_reference
+from mpkit.registry import open_client, resolve_image
+from mpkit.registry.transport import ClientOptions
+from mpkit.settings import ALIASES_ENV, Settings
+
+REF_NAME = "org.opencontainers.image.ref.name"
+# The VMware SDK (1.3.x) builds "base-adapter:<lang>-<version>" locally on first use.
+SDK_LOCAL_BASE = re.compile(r"^base-adapter:[A-Za-z0-9_.-]+$")
+SDK_PUBLIC_REPO = (
+    "projects.packages.broadcom.com/vmware_aria_operations_integration_sdk/base-adapter"
+)
+
+
+class BaseImageError(MpkitError):
+    code = "base_image"
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A pulled, digest-pinned base (or ``scratch``: no layers, empty config)."""
+
+    name: str  # as written after FROM
+    canonical: Reference | None  # upstream reference pinned by digest (None for scratch)
+    source: str  # where it came from: the reference used, or "cache (offline)"
+    manifest_media_type: str
+    config: dict[str, Any] = field(default_factory=dict)
+    layers: list[Layer] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str | None:
+        return self.canonical.digest if self.canonical else None
+
+    @property
+    def oci(self) -> bool:
+        return self.manifest_media_type == mediatypes.OCI_MANIFEST
+
+
+def scratch() -> BaseImage:
+    return BaseImage("scratch", None, "scratch", mediatypes.OCI_MANIFEST, {}, [])
+
+
+def base_reference(name: str, settings: Settings) -> Reference:
+    """The registry reference FROM *name* means, after image aliases."""
+    alias = settings.aliases.get(name)
+    if alias is not None:
+        try:
+            return parse_reference(alias)
+        except InvalidReferenceError as exc:
+            raise BaseImageError(
+                f"the image alias for {name!r} is not a valid reference: {exc.message}",
+                hint=f"fix 'aliases' in {settings.path} or {ALIASES_ENV}",
+            ) from exc
+    if SDK_LOCAL_BASE.match(name):
+        raise BaseImageError(
+            f"FROM {name} names a local image: the VMware SDK builds it on first use from a "
+            "recipe it bundles, and no registry serves it",
+            hint=(
+                "publish that base once and point an alias at it: (1) build it with an engine "
+                f"from the SDK's recipe, e.g. 'podman build -t HOST/PATH/{name} <sdk>/images/"
+                "base-python-adapter' (python:3.11-slim-bookworm, apt upgrade, pip, the server), "
+                f"or re-tag the public '{SDK_PUBLIC_REPO}:python-1.0.0'; (2) push it: 'mpkit image "
+                f"push docker-archive:base.tar HOST/PATH/{name}'; (3) set the alias: "
+                f'{{"aliases": {{"{name}": "HOST/PATH/{name}"}}}} in {settings.path}, or '
+                f"{ALIASES_ENV}={name}=HOST/PATH/{name}"
+            ),
+        )
+    try:
+        return parse_reference(name)
+    except InvalidReferenceError as exc:
+        raise BaseImageError(f"FROM {name!r}: {exc.message}", hint=exc.hint) from exc
+
+
+def mirror_candidates(ref: Reference, settings: Settings) -> list[Reference]:
+    """Mirrors first (in the configured order), then the upstream reference."""
+    out = []
+    for mirror in settings.mirrors.get(ref.registry, ()):
+        text = f"{mirror.rstrip('/')}/{ref.path}"
+        if ref.tag:
+            text += f":{ref.tag}"
+        if ref.digest:
+            text += f"@{ref.digest}"
+        out.append(parse_reference(text))
+    return [*out, ref]
+
+
+class BaseResolver:
+    """Pulls bases into the cache layout; one instance per build."""
+
+    def __init__(
+        self,
+        cache_root: Path,
+        *,
+        settings: Settings,
+        options: ClientOptions,
+        platform: Platform = DEFAULT_PLATFORM,
+        warn: Callable[[str], None] = lambda _message: None,
+    ) -> None:
+        self.store = OCILayoutWriter(cache_root)
+        self.cache_root = cache_root
+        self.settings = settings
+        self.options = options
+        self.platform = platform
+        self.warn = warn
+
+    def resolve(self, name: str) -> BaseImage:
+        if name == "scratch":
+            return scratch()
+        upstream = base_reference(name, self.settings)
+        errors: list[tuple[Reference, RegistryError]] = []
+        for candidate in mirror_candidates(upstream, self.settings):
+            try:
+                return self._pull(name, upstream, candidate)
+            except RegistryError as exc:
+                errors.append((candidate, exc))
+        offline = self._cached(name, upstream)
+        if offline is not None:
+            self.warn(
+                f"could not reach a registry for {upstream} ({errors[-1][1].message}); "
+                f"using the copy pulled earlier ({offline.digest})"
+            )
+            return offline
+        candidate, last = errors[-1]
+        if len(errors) > 1:
+            tried = ", ".join(str(c) for c, _ in errors)
+            last.message = f"{last.message} (tried {tried})"
+        raise last
+
+    def _pull(self, name: str, upstream: Reference, candidate: Reference) -> BaseImage:
+        with open_client(candidate.registry, options=self.options) as client:
+            resolved = resolve_image(client, candidate, self.platform)
+            blobs = [resolved.config, *resolved.layers]
+            for desc in blobs:
+                if not self.store.has_blob(desc.digest, desc.size):
+                    with client.open_blob(candidate.path, desc) as chunks:
+                        self.store.write_blob(desc.digest, desc.size, chunks)
+        manifest = self.store.write_bytes_blob(resolved.manifest.data, resolved.manifest.media_type)
+        self.store.add_manifest(manifest, _ref_name(upstream))
+        pinned = upstream.with_digest(resolved.manifest.digest)
+        return self._load(name, pinned, str(candidate), manifest)
+
+    def _cached(self, name: str, upstream: Reference) -> BaseImage | None:
+        try:
+            index = json.loads((self.cache_root / "index.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        for entry in index.get("manifests", []):
+            if (entry.get("annotations") or {}).get(REF_NAME) == _ref_name(upstream):
+                desc = Descriptor.from_dict(entry)
+                pinned = upstream.with_digest(desc.digest)
+                try:
+                    return self._load(name, pinned, "cache (offline)", desc)
+                except (ImageFormatError, OSError):
+                    return None
+        return None
+
+    def _load(self, name: str, pinned: Reference, source: str, manifest: Descriptor) -> BaseImage:
+        parsed = json.loads(self.store.blob_path(manifest.digest).read_bytes())
+        config_desc = Descriptor.from_dict(parsed["config"])
+        config = json.loads(self.store.blob_path(config_desc.digest).read_bytes())
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        layers = []
+        for number, item in enumerate(parsed.get("layers", [])):
+            desc = Descriptor.from_dict(item)
+            path = self.store.blob_path(desc.digest)
+            blob = Blob.from_file(path, desc)
+            diff_id = diff_ids[number] if number < len(diff_ids) else None
+            layers.append(Layer.from_blob(blob, diff_id))
+        media_type = parsed.get("mediaType") or manifest.media_type
+        return BaseImage(name, pinned, source, str(media_type), config, layers)
+
+
+def _ref_name(ref: Reference) -> str:
+    return f"{ref.registry}/{ref.path}:{ref.tag or 'latest'}" if not ref.digest else str(ref)
