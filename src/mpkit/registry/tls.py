@@ -66,7 +66,7 @@ def build_ssl_context(
             try:
                 # A password callback that refuses: an encrypted key must never prompt.
                 context.load_cert_chain(str(cert), str(key), password=_no_password)
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError, ValueError) as exc:
                 raise TLSVerificationError(
                     f"cannot load the client certificate {cert} with key {key}: {exc}",
                     hint="both must be PEM files that belong together, and the key must not "
