@@ -19,6 +19,8 @@ _SHELLS = ("sh", "bash", "dash", "ash")
 _OPERATOR_CHARS = set("();<>|&")
 # PEP 508: a requirement starts with a project name; "name @ url" is a direct reference.
 _REQUIREMENT = re.compile(r"^\s*[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:[\[(<>=!~;@ ]|$)")
+_DIRECT_REFERENCE = re.compile(r"^\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*@")
+_ARCHIVES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 # Options without a value: name -> PipInstall field set to True (None: accepted, no effect).
@@ -280,7 +282,8 @@ def _apply(name: str, value: str | None, values: dict[str, object]) -> None:
 
 
 def _add_spec(spec: str, values: dict[str, object]) -> None:
-    if not _REQUIREMENT.match(spec) or spec.endswith((".whl", ".tar.gz", ".zip")):
+    direct = _DIRECT_REFERENCE.match(spec)
+    if not direct and (not _REQUIREMENT.match(spec) or spec.endswith(_ARCHIVES)):
         raise _Refused(
             f"requirement {redact_url(spec)!r} is a local path or URL, not a package "
             "name; build with --engine"

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from mpkit import __version__
-from mpkit.cli import auth, image
+from mpkit.cli import auth, cache, image
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
 from mpkit.errors import EXIT_FAILED, MpkitError
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     auth.register(commands)
     image.register(commands)
+    cache.register(commands)
     return parser
 
 

@@ -95,10 +95,16 @@ def platform_arg(args: argparse.Namespace) -> Platform:
         ) from exc
 
 
-def client_options(args: argparse.Namespace) -> ClientOptions:
+def client_options(
+    args: argparse.Namespace, *, extra_insecure: frozenset[str] = frozenset()
+) -> ClientOptions:
     if args.concurrency < 1 or args.retries < 1:
         raise UsageError("--concurrency and --retries must be at least 1")
-    insecure = frozenset(normalize_registry(h) for h in args.insecure_registry)
+    try:
+        insecure = frozenset(normalize_registry(h) for h in args.insecure_registry)
+    except InvalidReferenceError as exc:
+        raise UsageError(f"--insecure-registry: {exc.message}", hint=exc.hint) from exc
+    insecure |= extra_insecure
     for path in args.ca_cert:
         if not path.is_file():
             raise UsageError(f"--ca-cert {path}: no such file")

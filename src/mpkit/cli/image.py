@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from mpkit.cli import build
 from mpkit.cli.common import (
     add_credential_options,
     add_output_options,
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     image = subparsers.add_parser("image", help="push, pull and inspect images")
     add_output_options(image)
     verbs = image.add_subparsers(dest="verb", metavar="VERB", required=True)
+    build.register(verbs)
 
     push = verbs.add_parser(
         "push",

@@ -1,0 +1,246 @@
+"""Run a single-stage Dockerfile without an engine: metadata, COPY/ADD, WORKDIR and
+pip RUNs.
+
+Each layer-producing instruction gives one reproducible layer, as an engine would, so
+an app-only change rebuilds (and pushes) only the app layer. What the native builder
+cannot do raises NeedsEngineError so the caller can hand it to an engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpkit.build.assemble import HistoryStep, assemble_image, base_labels
+from mpkit.build.base import BaseImage
+from mpkit.build.basefs import LayeredFilesystem
+from mpkit.build.context import BuildContext
+from mpkit.build.copy import OverlayView, plan_copy, plan_workdir
+from mpkit.build.dockerfile import (
+    Dockerfile,
+    ImageConfig,
+    Instruction,
+    NeedsEngineError,
+    StageEvaluator,
+)
+from mpkit.build.fsview import normpath
+from mpkit.build.layerstore import LayerStore
+from mpkit.build.piprun import parse_pip_run
+from mpkit.build.pydeps import install_requirements
+from mpkit.build.target import detect_target
+from mpkit.image import mediatypes
+from mpkit.image.layerwriter import LayerEntry
+from mpkit.image.types import Image, Layer, Platform
+
+# Config keys the Dockerfile instructions own; every other key of the base's config
+# (Hostname, ArgsEscaped, …) is inherited untouched.
+MODELED_KEYS = {
+    "User",
+    "ExposedPorts",
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "Volumes",
+    "WorkingDir",
+    "Labels",
+    "StopSignal",
+    "Healthcheck",
+    "Shell",
+    "OnBuild",
+    "ArgsEscaped",
+}
+
+
+@dataclass(frozen=True)
+class StepReport:
+    line: int
+    instruction: str
+    layer: str | None  # digest of the layer it made, if any
+    size: int = 0
+    cached: bool = False
+
+
+@dataclass
+class NativeResult:
+    image: Image
+    steps: list[StepReport] = field(default_factory=list)
+
+
+def check_native(dockerfile: Dockerfile) -> None:
+    """Raise NeedsEngineError for the first instruction only an engine can run."""
+    if dockerfile.is_multi_stage:
+        raise NeedsEngineError(
+            "multi-stage builds need a container engine",
+            feature="multi-stage",
+            path=dockerfile.path,
+            line=dockerfile.stages[1].line,
+        )
+    for instr in dockerfile.stages[0].instructions:
+        if instr.keyword != "RUN":
+            continue
+        parsed = parse_pip_run(instr.args if instr.json_form else " ".join(instr.args))
+        if not parsed.ok:
+            raise NeedsEngineError(
+                f"RUN is not a plain pip install ({parsed.reason})",
+                feature="run",
+                path=dockerfile.path,
+                line=instr.line,
+            )
+        if instr.flags:
+            raise NeedsEngineError(
+                "RUN options (--mount, --network, --security) need a container engine",
+                feature="run-options",
+                path=dockerfile.path,
+                line=instr.line,
+            )
+
+
+class NativeBuild:
+    """The state of one stage while its instructions run."""
+
+    def __init__(
+        self,
+        dockerfile: Dockerfile,
+        base: BaseImage,
+        *,
+        context: BuildContext,
+        store: LayerStore,
+        cache_root: Path,
+        platform: Platform,
+        build_args: dict[str, str],
+        created: int,
+        wheelhouse: Path | None,
+        log: Callable[[str], None],
+    ) -> None:
+        self.dockerfile = dockerfile
+        self.base = base
+        self.base_runtime: dict[str, Any] = dict(base.config.get("config") or {})
+        self.evaluator = StageEvaluator(
+            dockerfile,
+            base_config=ImageConfig.from_oci(self.base_runtime),
+            build_args=build_args,
+            platform=str(platform),
+        )
+        self.context = context
+        self.store = store
+        self.cache_root = cache_root
+        self.platform = platform
+        self.created = created
+        self.wheelhouse = wheelhouse
+        self.log = log
+        self.fs = OverlayView(LayeredFilesystem(base.layers, cache_dir=cache_root))
+        self.layers: list[Layer] = []
+        self.history: list[HistoryStep] = []
+        self.steps: list[StepReport] = []
+        self.layer_media = mediatypes.OCI_LAYER_GZIP if base.oci else mediatypes.DOCKER_LAYER_GZIP
+
+    def run(self) -> NativeResult:
+        for instr in self.dockerfile.stages[0].instructions:
+            action = self.evaluator.apply(instr)
+            if action is None:
+                self._record(instr, None)
+            elif action.keyword == "WORKDIR":
+                entries = plan_workdir(
+                    action,
+                    base=self.fs,
+                    user=self.evaluator.config.user,
+                    dockerfile_path=self.dockerfile.path,
+                )
+                if entries:
+                    self._layer(instr, entries)
+                else:
+                    self._record(instr, None)
+            elif action.keyword in ("COPY", "ADD"):
+                entries = plan_copy(
+                    action,
+                    context=self.context,
+                    base=self.fs,
+                    workdir=self.evaluator.workdir,
+                    env=self.evaluator.env,
+                    dockerfile_path=self.dockerfile.path,
+                    escape=self.dockerfile.escape,
+                )
+                self._layer(instr, entries)
+            else:
+                self._pip(instr)
+        return NativeResult(self._image(), self.steps)
+
+    def _runtime(self) -> dict[str, Any]:
+        runtime = {k: v for k, v in self.base_runtime.items() if k not in MODELED_KEYS}
+        runtime.update(self.evaluator.config.to_oci())
+        labels = {**runtime.get("Labels", {}), **base_labels(self.base)}
+        if labels:
+            runtime["Labels"] = dict(sorted(labels.items()))
+        return runtime
+
+    def _image(self) -> Image:
+        return assemble_image(
+            self.base,
+            self._runtime(),
+            self.layers,
+            self.history,
+            platform=self.platform,
+            created=self.created,
+        )
+
+    def _record(self, instr: Instruction, layer: Layer | None, cached: bool = False) -> None:
+        text = instr.original.strip()
+        self.history.append(HistoryStep(f"{text} # mpkit", empty_layer=layer is None))
+        self.steps.append(
+            StepReport(
+                instr.line,
+                text,
+                layer.digest if layer else None,
+                layer.size if layer else 0,
+                cached,
+            )
+        )
+
+    def _layer(self, instr: Instruction, entries: list[LayerEntry], key: str | None = None) -> None:
+        layer = self.store.cached(key, self.layer_media) if key else None
+        cached = layer is not None
+        if layer is None:
+            layer = self.store.write(entries, self.layer_media, mtime=self.created)
+            if key:
+                self.store.remember(key, layer)
+        self.fs.extend(entries)
+        self.layers.append(layer)
+        self._record(instr, layer, cached)
+
+    def _pip(self, instr: Instruction) -> None:
+        parsed = parse_pip_run(instr.args if instr.json_form else " ".join(instr.args))
+        assert parsed.install is not None  # check_native ran first
+        install = parsed.install
+        target = detect_target(
+            self.fs,
+            self._runtime(),
+            os=self.platform.os,
+            arch=self.platform.architecture,
+            launcher=install.launcher,
+            user_flag=install.user,
+        )
+        self.log(
+            f"line {instr.line}: installing requirements for python {target.version} "
+            f"({target.libc} {target.arch}) as {target.user.name}"
+        )
+        deps = install_requirements(
+            install,
+            context_root=self.context.root,
+            target=target,
+            workdir=self.evaluator.workdir,
+            cache_dir=self.cache_root,
+            base=self.fs,
+            requirement_files=self._copied_files(),
+            wheelhouse=self.wheelhouse,
+        )
+        self._layer(instr, deps.entries, key=f"pip-{deps.cache_key}")
+
+    def _copied_files(self) -> dict[str, Path]:
+        """Image path → host file, for everything this build copied so far."""
+        return {
+            normpath(path): entry.source
+            for path, entry in self.fs.entries.items()
+            if entry.kind == "file" and entry.source is not None
+        }

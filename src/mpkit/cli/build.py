@@ -1,0 +1,145 @@
+"""`mpkit image build`: build an adapter image natively (or with an engine) and
+push it or write it out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from mpkit.build.builder import ENGINE_CHOICES, BuildRequest, BuildResult, build_image
+from mpkit.cli.common import (
+    add_credential_options,
+    add_output_options,
+    add_registry_options,
+    client_options,
+    explicit_credential,
+    platform_arg,
+    reference_arg,
+)
+from mpkit.cli.output import Output, human_size
+from mpkit.errors import UsageError
+from mpkit.image.archive_writer import write_docker_archive
+from mpkit.image.cache import default_cache_dir
+from mpkit.image.layout import OCILayoutWriter
+from mpkit.image.source import parse_source
+from mpkit.registry import blob_locations, open_client, push_image
+from mpkit.settings import load_settings
+
+
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    build = verbs.add_parser(
+        "build",
+        help="build an adapter image without a Docker daemon",
+        description="Build PROJECT's Dockerfile for linux/amd64, reproducibly, then push it "
+        "(--push REF) or write it (--output). Dockerfiles the native builder cannot do go "
+        "to a container engine (--engine).",
+    )
+    build.add_argument("project", nargs="?", default=".", type=Path, metavar="PROJECT")
+    target = build.add_mutually_exclusive_group(required=True)
+    target.add_argument("--push", metavar="REF", help="push to this image reference")
+    target.add_argument(
+        "--output", metavar="DEST", help="oci:DIR[:TAG] or docker-archive:FILE[:NAME:TAG]"
+    )
+    build.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="auto",
+        help="engine for what the native builder cannot do (default auto)",
+    )
+    build.add_argument(
+        "--platform",
+        default="linux/amd64",
+        metavar="OS/ARCH",
+        help="target platform (default linux/amd64, what cloud proxies run)",
+    )
+    build.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
+    build.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="extra wheels for requirements PyPI has no target wheel for",
+    )
+    add_credential_options(build)
+    add_registry_options(build)
+    add_output_options(build)
+    build.set_defaults(handler=cmd_build)
+
+
+def _build_args(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--build-arg {item!r} is not NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def cmd_build(args: argparse.Namespace, out: Output) -> int:
+    settings = load_settings()
+    options = client_options(args, extra_insecure=settings.insecure_registries)
+    target = reference_arg(args.push) if args.push else None
+    credential = explicit_credential(args) if target else None
+    if args.wheelhouse is not None and not args.wheelhouse.is_dir():
+        raise UsageError(f"--wheelhouse {args.wheelhouse}: no such directory")
+    request = BuildRequest(
+        project=args.project.resolve(),
+        cache_root=default_cache_dir(),
+        settings=settings,
+        client_options=options,
+        platform=platform_arg(args),
+        build_args=_build_args(args.build_arg),
+        engine=args.engine,
+        wheelhouse=args.wheelhouse,
+    )
+    result = build_image(request, log=out.info)
+    report = _report(result)
+    if target is not None:
+        with (
+            open_client(target.registry, options=options, explicit=credential) as client,
+            out.progress("push") as progress,
+        ):
+            pushed = push_image(
+                client, result.image, target, locations=blob_locations(), progress=progress
+            )
+        report["reference"] = str(pushed.reference)
+        report["push"] = pushed.stats.to_dict()
+        out.info(
+            f"pushed {pushed.reference}: {pushed.stats.blobs_uploaded} blob(s) uploaded "
+            f"({human_size(pushed.stats.bytes_uploaded)}), "
+            f"{pushed.stats.blobs_skipped} already present"
+        )
+    else:
+        report["output"] = _write_output(args.output, result)
+    out.result(report, result.image.digest)
+    return 0
+
+
+def _write_output(dest: str, result: BuildResult) -> str:
+    kind, path, suffix = parse_source(dest)
+    if kind == "oci":
+        OCILayoutWriter(path).write_image(result.image, suffix)
+    elif kind == "docker-archive":
+        write_docker_archive(result.image, path, [suffix] if suffix else [])
+    else:
+        raise UsageError(f"--output {dest!r}: use oci:DIR[:TAG] or docker-archive:FILE[:NAME:TAG]")
+    return dest
+
+
+def _report(result: BuildResult) -> dict[str, Any]:
+    return {
+        "digest": result.image.digest,
+        "builder": result.builder,
+        "fallback_reason": result.fallback_reason,
+        "context_digest": result.context_digest,
+        "base": (
+            {"name": result.base.name, "digest": result.base.digest, "source": result.base.source}
+            if result.base else None
+        ),
+        "layers": [
+            {"line": s.line, "instruction": s.instruction, "digest": s.layer, "size": s.size,
+             "cached": s.cached}
+            for s in result.steps if s.layer
+        ],
+    }  # fmt: skip
