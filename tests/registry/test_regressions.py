@@ -672,6 +672,8 @@ def _encrypted_key() -> bytes:
 
 
 MALFORMED_KEY = b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
+
+
 @pytest.mark.parametrize(
     "key",
     [
