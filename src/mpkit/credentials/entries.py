@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mpkit.errors import ConfigError, CredentialError
+from mpkit.jsonfile import load_json_object
 
 from .types import Credential
 
@@ -123,41 +124,16 @@ def _decode_auth(auth: str, where: str, path: Path) -> tuple[str, str]:
 def read_json_object(path: Path, what: str) -> dict[str, Any] | None:
     """Load a JSON object from *path*; ``None`` if the file does not exist.
 
-    An empty file counts as ``{}`` (docker accepts it too).
+    An empty file counts as ``{}`` (docker accepts it too). Error messages never quote
+    the document, so no secret can leak from them.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    data = load_json_object(
+        path,
+        what,
+        hint="or move the file away and log in again with `mpkit login`",
+    )
+    if data is None:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(
-            f"Cannot read the {what} {path}: {reason}.",
-            path=str(path),
-            hint="Check the file's permissions and encoding (UTF-8), or point the "
-            "corresponding environment variable at another file.",
-        ) from None
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # exc.msg never contains the document text, so no secret can leak from here.
-        raise ConfigError(
-            f"The {what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}.",
-            path=str(path),
-            line=exc.lineno,
-            column=exc.colno,
-            hint=f"Fix the JSON near line {exc.lineno} (a missing or trailing comma is the "
-            "usual cause), or move the file away and log in again with `mpkit login`.",
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"The {what} {path} must contain a JSON object, not {type(data).__name__}.",
-            path=str(path),
-            hint="Wrap the content in { ... } or move the file away and log in again.",
-        )
     auths = data.get("auths")
     if auths is not None and not isinstance(auths, dict):
         raise ConfigError(
