@@ -1,0 +1,1 @@
+"""Management packs: the .pak and its adapter.zip (SPEC §5)."""

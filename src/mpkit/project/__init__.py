@@ -1,0 +1,1 @@
+"""SDK projects: manifest.txt, config.json and the SDK's global config (SPEC §3)."""
