@@ -5,11 +5,16 @@ Read from ``$MPKIT_CONFIG`` or ``<user config dir>/mpkit/settings.json``::
     {
       "mirrors": {"projects.packages.broadcom.com": ["harbor.corp.example/broadcom-proxy"]},
       "aliases": {"base-adapter:python-1.2.0": "harbor.corp.example/sdk/base-adapter:python-1.2.0"},
-      "insecure_registries": ["lab-registry.local:5000"]
+      "insecure_registries": ["lab-registry.local:5000"],
+      "endpoints": {"harbor.corp.example": "harbor-internal.corp.example:8443"}
     }
 
-For CI, ``MPKIT_MIRRORS`` ("registry=mirror[,registry=mirror]"), ``MPKIT_IMAGE_ALIASES``
-("name=reference[,...]") and ``MPKIT_INSECURE_REGISTRIES`` ("host[:port][,...]") add to it.
+``endpoints`` serves a registry's API from another host (containers-registries.conf's
+"location"): names and credentials stay the registry's own.
+
+For CI, environment variables add to it: ``MPKIT_MIRRORS`` ("registry=mirror,..."),
+``MPKIT_IMAGE_ALIASES`` ("name=reference,..."), ``MPKIT_INSECURE_REGISTRIES``
+("host[:port],...") and ``MPKIT_REGISTRY_ENDPOINTS`` ("registry=host[:port],...").
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ CONFIG_ENV = "MPKIT_CONFIG"
 MIRRORS_ENV = "MPKIT_MIRRORS"
 ALIASES_ENV = "MPKIT_IMAGE_ALIASES"
 INSECURE_ENV = "MPKIT_INSECURE_REGISTRIES"
+ENDPOINTS_ENV = "MPKIT_REGISTRY_ENDPOINTS"
 _HINT = 'see "mpkit settings" in README.md for the format'
 
 
@@ -38,6 +44,7 @@ class Settings:
     mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # registry → prefixes
     aliases: Mapping[str, str] = field(default_factory=dict)  # local name → reference
     insecure_registries: frozenset[str] = frozenset()
+    endpoints: Mapping[str, str] = field(default_factory=dict)  # registry → API host[:port]
     path: Path | None = None
 
 
@@ -69,10 +76,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, reference in _pairs(env.get(ALIASES_ENV, ""), ALIASES_ENV):
         aliases[name] = reference
     insecure |= {_registry(h, None) for h in env.get(INSECURE_ENV, "").split(",") if h.strip()}
+    endpoints = {
+        _registry(str(k), path): _registry(str(v), path)
+        for k, v in _mapping(data, "endpoints", path).items()
+    }
+    for registry, endpoint in _pairs(env.get(ENDPOINTS_ENV, ""), ENDPOINTS_ENV):
+        endpoints[_registry(registry, None)] = _registry(endpoint, None)
     return Settings(
         mirrors={k: tuple(v) for k, v in mirrors.items()},
         aliases=aliases,
         insecure_registries=frozenset(insecure),
+        endpoints=endpoints,
         path=path,
     )
 

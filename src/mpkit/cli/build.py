@@ -78,7 +78,7 @@ def _build_args(items: list[str]) -> dict[str, str]:
 
 def cmd_build(args: argparse.Namespace, out: Output) -> int:
     settings = load_settings()
-    options = client_options(args, extra_insecure=settings.insecure_registries)
+    options = client_options(args, settings)
     target = reference_arg(args.push) if args.push else None
     credential = explicit_credential(args) if target else None
     if args.wheelhouse is not None and not args.wheelhouse.is_dir():

@@ -15,6 +15,7 @@ from mpkit.image.types import Platform
 from mpkit.reference import Reference, normalize_registry, parse_reference
 from mpkit.registry.retry import RetryPolicy
 from mpkit.registry.transport import ClientOptions
+from mpkit.settings import Settings, load_settings
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -95,16 +96,17 @@ def platform_arg(args: argparse.Namespace) -> Platform:
         ) from exc
 
 
-def client_options(
-    args: argparse.Namespace, *, extra_insecure: frozenset[str] = frozenset()
-) -> ClientOptions:
+def client_options(args: argparse.Namespace, settings: Settings | None = None) -> ClientOptions:
+    """Connection options from the flags, plus the settings file's insecure registries
+    and endpoints."""
+    settings = settings or load_settings()
     if args.concurrency < 1 or args.retries < 1:
         raise UsageError("--concurrency and --retries must be at least 1")
     try:
         insecure = frozenset(normalize_registry(h) for h in args.insecure_registry)
     except InvalidReferenceError as exc:
         raise UsageError(f"--insecure-registry: {exc.message}", hint=exc.hint) from exc
-    insecure |= extra_insecure
+    insecure |= settings.insecure_registries
     for path in args.ca_cert:
         if not path.is_file():
             raise UsageError(f"--ca-cert {path}: no such file")
@@ -113,6 +115,7 @@ def client_options(
         ca_certs=tuple(args.ca_cert),
         retry=RetryPolicy(attempts=args.retries),
         concurrency=args.concurrency,
+        endpoints=settings.endpoints,
     )
 
 

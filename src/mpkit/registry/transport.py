@@ -13,7 +13,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -62,6 +62,9 @@ class ClientOptions:
     insecure_registries: frozenset[str] = frozenset()
     ca_certs: tuple[Path, ...] = ()
     certs_d: tuple[Path, ...] | None = None  # None: MPKIT_CERTS_D + the system directories
+    # registry → the host[:port] that actually serves its API (containers-registries.conf
+    # "location"): credentials and names stay those of the registry.
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 4
     connect_timeout: float = 15.0
@@ -93,8 +96,11 @@ class Transport:
         self._ping_error: RegistryError | None = None
         self._challenge: Challenge | None = None
         self._http: httpx.Client | None = None
+        self.endpoint = self.options.endpoints.get(registry) or api_host(registry)
         self.insecure = registry in self.options.insecure_registries
-        self.plain_http_allowed = self.insecure or is_loopback_host(registry)
+        self.plain_http_allowed = (
+            self.insecure or is_loopback_host(registry) or is_loopback_host(self.endpoint)
+        )
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
@@ -117,7 +123,7 @@ class Transport:
                 verify=not self.insecure,
             )
             self._http = _make_client(
-                context, self.options, loopback=is_loopback_host(self.registry)
+                context, self.options, loopback=is_loopback_host(self.endpoint)
             )
         return self._http
 
@@ -167,7 +173,7 @@ class Transport:
                 raise
 
     def _ping_locked(self) -> None:
-        host = api_host(self.registry)
+        host = self.endpoint
         schemes = ["https", "http"] if self.plain_http_allowed else ["https"]
         first_error: RegistryError | None = None
         for scheme in schemes:
