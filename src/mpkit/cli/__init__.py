@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from mpkit import __version__
-from mpkit.cli import auth, cache, image
+from mpkit.cli import auth, cache, image, packbuild
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
 from mpkit.errors import EXIT_FAILED, MpkitError
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mpkit {__version__}")
     add_output_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    packbuild.register(commands)
     auth.register(commands)
     image.register(commands)
     cache.register(commands)
@@ -30,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    return run_handler(build_parser(), argv)
+
+
+def run_handler(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse, run the chosen handler, and map errors to messages and exit codes."""
     args = parser.parse_args(argv)
     json_mode = getattr(args, "json", False)
     debug = getattr(args, "debug", False)
@@ -60,11 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    # The handler's own level matters: flows raise the "mpkit" logger to DEBUG while they
+    # write logs/build.log, and that must not reach the terminal without --debug.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
     # httpx/httpcore log full URLs and connection details; our own logs are redacted.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -51,10 +51,10 @@ def error_detail(response: httpx.Response) -> str:
     return ""
 
 
-def rate_limit_note(response: httpx.Response) -> str:
+def rate_limit_note(headers: httpx.Headers) -> str:
     """Docker Hub's RateLimit headers (e.g. "100;w=21600"), as a readable note."""
-    limit = response.headers.get("ratelimit-limit")
-    remaining = response.headers.get("ratelimit-remaining")
+    limit = headers.get("ratelimit-limit")
+    remaining = headers.get("ratelimit-remaining")
     if not limit and not remaining:
         return ""
     return f"rate limit {limit or '?'}, remaining {remaining or '?'}"

@@ -8,6 +8,9 @@ from pathlib import Path
 import platformdirs
 
 from mpkit.credentials import Credential, resolve_credential
+from mpkit.credentials.ecr import ecr_credential
+from mpkit.errors import InvalidReferenceError
+from mpkit.reference import Repository
 from mpkit.registry.client import RegistryClient
 from mpkit.registry.locations import BlobLocations
 from mpkit.registry.transport import ClientOptions, CredentialProvider, Transport
@@ -31,7 +34,7 @@ def open_client(
     elif explicit is not None:
         provider = lambda: explicit  # noqa: E731
     else:
-        provider = lambda: resolve_credential(registry)  # noqa: E731
+        provider = lambda: _stored_or_ecr(registry)  # noqa: E731
     return RegistryClient(Transport(registry, credentials=provider, options=options))
 
 
@@ -43,3 +46,15 @@ def state_dir() -> Path:
 
 def blob_locations() -> BlobLocations:
     return BlobLocations(state_dir() / "blob-locations.sqlite")
+
+
+def _stored_or_ecr(registry: str) -> Credential | None:
+    """Docker's stores first; for ECR hosts the AWS SDK when nothing is stored."""
+    stored = resolve_credential(registry)
+    if stored is not None:
+        return stored
+    try:
+        repository = Repository(registry, "x")
+    except InvalidReferenceError:
+        return None
+    return ecr_credential(repository) if repository.is_ecr else None

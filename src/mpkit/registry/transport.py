@@ -478,7 +478,7 @@ class Transport:
         status = response.status_code
         detail = error_detail(response)
         retry_after = response.headers.get("retry-after")
-        limit = rate_limit_note(response)
+        limit = rate_limit_note(response.headers)
         what = (
             f"asked to wait {retry_after} s, longer than mpkit waits"
             if too_long

@@ -1,0 +1,184 @@
+"""`mpkit build` and the SDK-compatible `mp-build` (SPEC §4 flags)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mpkit.build.builder import ENGINE_CHOICES
+from mpkit.cli.common import add_output_options, add_registry_options, client_options
+from mpkit.cli.output import Output, human_size
+from mpkit.cli.prompts import TerminalPrompter
+from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, env_credential
+from mpkit.errors import MpkitError, UsageError
+from mpkit.project.globalconfig import find_project, load_global_config
+from mpkit.settings import load_settings
+from mpkit.workflow.packbuild import PackBuildOptions, build_pack_flow
+
+ASK = "\0ask"  # -r/--registry-tag given without a value
+
+
+def add_build_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None:
+    if positional:
+        parser.add_argument("path", nargs="?", type=Path, metavar="PATH",
+                            help="project directory (default: -p, the current directory, or "
+                            "the SDK's list of projects)")  # fmt: skip
+    parser.add_argument("-p", "--path", dest="path_flag", type=Path, metavar="PATH",
+                        help="project directory")  # fmt: skip
+    parser.add_argument("-r", "--registry-tag", nargs="?", const=ASK, metavar="REPO",
+                        help="pull repository recorded in the pack (overrides config.json); "
+                        "without a value, ask")  # fmt: skip
+    parser.add_argument("--push-registry", metavar="REPO",
+                        help="push to this repository instead (the pack still records the "
+                        "pull repository)")  # fmt: skip
+    parser.add_argument("--use-default-registry", action="store_true",
+                        help="record no registry host: the installation's default registry is "
+                        "used")  # fmt: skip
+    parser.add_argument("--registry-username", metavar="USER", help="registry user name")
+    parser.add_argument("--registry-password", metavar="PASSWORD",
+                        help="accepted for SDK compatibility; visible in the process list: "
+                        f"prefer --password-stdin or ${ENV_PASSWORD}")  # fmt: skip
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the registry password or token from standard input",
+    )
+    parser.add_argument(
+        "-i",
+        "--insecure-collector-communication",
+        action="store_true",
+        help="the adapter speaks http on 8080 instead of https on 443",
+    )
+    parser.add_argument("--no-ttl", action="store_true", help="never prompt")
+    parser.add_argument(
+        "-P",
+        "--port",
+        type=int,
+        default=8080,
+        help="adapter port used while building (default 8080)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="auto",
+        help="container engine for what the native builder cannot do",
+    )
+    parser.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="extra wheels for requirements PyPI has no target wheel for",
+    )
+    add_registry_options(parser)
+    add_output_options(parser)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    build = subparsers.add_parser(
+        "build",
+        help="build the adapter image, push it and write the pack (mp-build)",
+        description="Build PROJECT's adapter image for linux/amd64 without a Docker daemon, "
+        "push only the missing blobs, record the registry and the confirmed digest, and "
+        "write build/<name>_<version>.pak.",
+    )
+    add_build_arguments(build, positional=True)
+    build.set_defaults(handler=cmd_build)
+
+
+def _credential(args: argparse.Namespace, out: Output) -> Credential | None:
+    username = args.registry_username or os.environ.get(ENV_USERNAME)
+    if args.registry_password is not None:
+        out.warn("--registry-password is visible to every user in the process list; use "
+                 f"--password-stdin or ${ENV_PASSWORD} instead")  # fmt: skip
+    if args.password_stdin:
+        if not username:
+            raise UsageError("--password-stdin needs --registry-username (or $"
+                             f"{ENV_USERNAME})")  # fmt: skip
+        secret = sys.stdin.read().rstrip("\r\n")
+        if not secret:
+            raise UsageError("--password-stdin was given but standard input was empty")
+        return Credential(username=username, password=secret, source="standard input")
+    if args.registry_password is not None:
+        if not username:
+            raise UsageError("--registry-password needs --registry-username")
+        return Credential(username=username, password=args.registry_password,
+                          source="--registry-password")  # fmt: skip
+    if args.registry_username and os.environ.get(ENV_PASSWORD):
+        return Credential(username=args.registry_username, password=os.environ[ENV_PASSWORD],
+                          source=f"--registry-username and ${ENV_PASSWORD}")  # fmt: skip
+    if args.registry_username:
+        return None  # asked for on a terminal when the registry wants it
+    return env_credential()
+
+
+def _project_path(args: argparse.Namespace, prompter: TerminalPrompter) -> Path:
+    given = args.path_flag or getattr(args, "path", None)
+    found = find_project(given, cwd=Path.cwd(), global_config=load_global_config())
+    if isinstance(found, Path):
+        return found
+    if not found:
+        raise UsageError("no management pack project here",
+                         hint="run in a project directory or pass -p PATH")  # fmt: skip
+    if not prompter.interactive:
+        raise UsageError(
+            "the current directory is not a project, and there is no terminal to ask which "
+            "of the SDK's known projects to build",
+            hint="pass -p PATH; known projects: " + ", ".join(str(p) for p in found),
+        )
+    return found[prompter.choose("Which project?", [str(p) for p in found])]
+
+
+def cmd_build(args: argparse.Namespace, out: Output) -> int:
+    prompter = TerminalPrompter(allowed=not args.no_ttl and not out.json_mode)
+    settings = load_settings()
+    options = PackBuildOptions(
+        project=_project_path(args, prompter),
+        global_config=load_global_config(),
+        settings=settings,
+        client_options=client_options(args, settings),
+        registry_tag=None if args.registry_tag == ASK else args.registry_tag,
+        ask_registry=args.registry_tag == ASK,
+        push_registry=args.push_registry,
+        use_default_registry=args.use_default_registry,
+        credential=_credential(args, out),
+        insecure_collector=args.insecure_collector_communication,
+        engine=args.engine,
+        wheelhouse=args.wheelhouse,
+    )
+    try:
+        outcome = build_pack_flow(options, prompter=prompter, reporter=out)
+    except KeyboardInterrupt:
+        raise MpkitError(
+            "Build cancelled: nothing was written, the previous pack and config.json are unchanged"
+        ) from None
+    stats = outcome.stats
+    text = "\n".join([
+        f"Pack:    {outcome.pack}",
+        f"Image:   {outcome.image}",
+        f"Pushed:  {stats.blobs_uploaded} blob(s), {human_size(stats.bytes_uploaded)} "
+        f"({stats.blobs_skipped} already there, {stats.blobs_mounted} mounted)",
+        f"Builder: {outcome.builder}",
+        f"Time:    {outcome.seconds:.1f} s",
+    ])  # fmt: skip
+    out.result(outcome.to_dict(), text)
+    return 0
+
+
+def mp_build_main(argv: Sequence[str] | None = None) -> int:
+    """The VMware SDK's `mp-build` command line, run by mpkit."""
+    from mpkit.cli import run_handler
+
+    parser = argparse.ArgumentParser(
+        prog="mp-build",
+        description="Build a management pack (VMware SDK compatible; powered by mpkit).",
+    )
+    add_build_arguments(parser, positional=False)
+    parser.set_defaults(handler=cmd_build)
+    return run_handler(parser, argv)
+
+
+def mp_build() -> None:
+    sys.exit(mp_build_main())

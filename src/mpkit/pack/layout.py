@@ -1,0 +1,117 @@
+"""Which project files go where in the pack (SPEC §5; the SDK's mp_build rules)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+from mpkit.pack.errors import PackError
+
+SKIPPED_NAMES = frozenset({".gitkeep"})
+# mp_build.build_subdirectories: each top-level file here goes into <stem lower-cased>/
+ONE_DIRECTORY_PER_FILE = ("content/dashboards", "content/reports")
+
+
+def tree_files(directory: Path, prefix: str) -> list[tuple[str, Path]]:
+    """Every regular file under *directory* as (``prefix/relative/path``, path).
+
+    Symbolic links are followed (as the SDK's copytree does); ``.gitkeep`` files are left
+    out, and so are directories without files. A missing *directory* gives no files.
+    """
+    if not directory.is_dir():
+        return []
+    found: list[tuple[str, Path]] = []
+    active: set[tuple[int, int]] = set()
+
+    def walk(current: Path, arc: str) -> None:
+        info = current.stat()
+        key = (info.st_dev, info.st_ino)
+        if key in active:
+            raise PackError(
+                f"{current} is a symbolic link to one of its own parent directories",
+                hint="remove the link or point it elsewhere, then build again",
+            )
+        active.add(key)
+        try:
+            with os.scandir(current) as entries:
+                children = sorted(entries, key=lambda entry: entry.name)
+            for child in children:
+                if child.name in SKIPPED_NAMES:
+                    continue
+                path = Path(child.path)
+                kind = _file_kind(path)
+                if kind == "dir":
+                    walk(path, f"{arc}/{child.name}")
+                else:
+                    found.append((f"{arc}/{child.name}", path))
+        finally:
+            active.discard(key)
+
+    walk(directory, prefix)
+    return found
+
+
+def _file_kind(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        what = "a broken symbolic link" if path.is_symlink() else "unreadable"
+        raise PackError(
+            f"{path} is {what} ({exc.strerror or exc})",
+            hint="fix or remove it, then build again",
+        ) from None
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    raise PackError(
+        f"{path} is not a regular file (a pipe, socket or device) and cannot go into a pack",
+        hint="remove it from the project, then build again",
+    )
+
+
+def content_files(root: Path) -> list[tuple[str, Path]]:
+    """``content/**`` with each top-level dashboard or report moved into its own directory."""
+    files = []
+    for arc, path in tree_files(root / "content", "content"):
+        parent, _, name = arc.rpartition("/")
+        if parent in ONE_DIRECTORY_PER_FILE:
+            stem, extension = os.path.splitext(name)
+            if extension.lower() == ".properties":
+                raise _properties_error(parent, name)
+            arc = f"{parent}/{stem.lower()}/{name}"
+        files.append((arc, path))
+    return files
+
+
+def _properties_error(directory: str, name: str) -> PackError:
+    kind = directory.rsplit("/", 1)[-1].removesuffix("s")  # "dashboard" or "report"
+    extension = "json" if kind == "dashboard" else "xml"
+    return PackError(
+        f"found the properties file {directory}/{name}; a .properties file cannot sit "
+        f"directly in {directory}",
+        hint=f"if a {kind} needs a .properties file, move the {kind} into its own "
+        f"subdirectory of {directory} and the properties file into a 'resources' directory "
+        f"inside that subdirectory, e.g. {directory}/myContent/myContent.{extension} and "
+        f"{directory}/myContent/resources/myContent.properties (see the SDK guide "
+        "'Adding Content')",
+    )
+
+
+def named_file(root: Path, relative: str, what: str) -> tuple[str, Path]:
+    """A file named in manifest.txt (eula, icon, scripts): its entry name and its path."""
+    pure = PurePosixPath(relative.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise PackError(
+            f"manifest.txt names the {what} {relative!r}, which is not a path inside the project",
+            hint=f"put the {what} in the project directory and name it by its relative path",
+        )
+    path = root.joinpath(*pure.parts)
+    if not path.is_file():
+        raise PackError(
+            f"manifest.txt names the {what} {relative!r}, but {path} does not exist "
+            "or is not a file",
+            hint=f"add the file, or set the {what} to \"\" in manifest.txt",
+        )
+    return pure.as_posix(), path

@@ -1,0 +1,196 @@
+"""`mpkit build` / `mp-build`: project → image → registry → pack (SPEC §3 to §5, §8).
+
+Order matters for the user: everything that can fail fast (project files, registry
+choice, credentials, push permission) is checked before the long image build, and the
+outputs (the pack, config.json) are written only at the very end, atomically, so a
+failed or cancelled build leaves the previous ones untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpkit.build.builder import BuildRequest, BuildResult, build_image
+from mpkit.credentials import Credential
+from mpkit.credentials.ecr import check_ecr_repository
+from mpkit.errors import RegistryError
+from mpkit.image.cache import default_cache_dir
+from mpkit.pack.writer import ImageLocation, build_pack
+from mpkit.project.load import load_project, save_container_repository
+from mpkit.project.model import GlobalConfig, Project
+from mpkit.reference import Reference, Repository
+from mpkit.registry import blob_locations, open_client, push_image
+from mpkit.registry.responses import rate_limit_note
+from mpkit.registry.stats import TransferStats
+from mpkit.registry.transport import ClientOptions
+from mpkit.settings import Settings
+from mpkit.workflow.access import Targets, choose_targets, connect_for_push
+from mpkit.workflow.buildlog import build_log
+from mpkit.workflow.interaction import Prompter, Reporter
+
+log = logging.getLogger("mpkit.build")
+TAG_DIGEST_CHARS = 12
+
+
+@dataclass(frozen=True)
+class PackBuildOptions:
+    project: Path
+    global_config: GlobalConfig
+    settings: Settings
+    client_options: ClientOptions
+    registry_tag: str | None = None
+    ask_registry: bool = False  # `-r` given without a value: ask again
+    push_registry: str | None = None
+    use_default_registry: bool = False
+    credential: Credential | None = None  # from flags / stdin / environment
+    insecure_collector: bool = False
+    engine: str = "auto"
+    wheelhouse: Path | None = None
+
+
+@dataclass
+class PackBuildOutcome:
+    pack: Path
+    image: Reference  # the pull reference recorded in the pack, with the digest
+    pushed_to: Reference
+    digest: str
+    tag: str
+    builder: str
+    stats: TransferStats
+    seconds: float
+    build: BuildResult
+    saved_repository: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pack": str(self.pack),
+            "image": str(self.image),
+            "pushed_to": str(self.pushed_to),
+            "digest": self.digest,
+            "tag": self.tag,
+            "builder": self.builder,
+            "fallback_reason": self.build.fallback_reason,
+            "layers": [
+                {
+                    "instruction": s.instruction,
+                    "digest": s.layer,
+                    "size": s.size,
+                    "cached": s.cached,
+                }
+                for s in self.build.steps
+                if s.layer
+            ],
+            "push": self.stats.to_dict(),
+            "saved_container_repository": self.saved_repository,
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def build_pack_flow(
+    options: PackBuildOptions, *, prompter: Prompter, reporter: Reporter
+) -> PackBuildOutcome:
+    started = time.monotonic()
+    project = load_project(options.project)
+    secrets = list(options.credential.secrets) if options.credential else []
+    with build_log(project.root / "logs" / "build.log", secrets):
+        log.info("building %s (%s %s)", project.root, project.manifest.name,
+                 project.manifest.version)  # fmt: skip
+        targets = choose_targets(
+            project, options.global_config, registry_tag=options.registry_tag,
+            push_registry=options.push_registry, ask_registry=options.ask_registry,
+            prompter=prompter, reporter=reporter,
+        )  # fmt: skip
+        log.info("pull repository %s (%s), push repository %s", targets.pull,
+                 targets.pull_source, targets.push)  # fmt: skip
+        check_ecr_repository(targets.push)
+        client = connect_for_push(
+            targets.push, options=options.client_options, explicit=options.credential,
+            prompter=prompter, reporter=reporter,
+        )  # fmt: skip
+        with client:
+            result = build_image(
+                BuildRequest(
+                    project=project.root, cache_root=default_cache_dir(),
+                    settings=options.settings, client_options=options.client_options,
+                    engine=options.engine, wheelhouse=options.wheelhouse,
+                ),
+                log=_both(reporter),
+            )  # fmt: skip
+            digest = result.image.digest
+            tag = f"{project.manifest.version}_{digest.partition(':')[2][:TAG_DIGEST_CHARS]}"
+            target = Reference(targets.push, tag, None)
+            with reporter.progress("push") as progress:
+                pushed = push_image(client, result.image, target, locations=blob_locations(),
+                                    progress=progress)  # fmt: skip
+        # SPEC §5: the digest recorded is the one computed from the exact manifest bytes and
+        # confirmed by the registry (push_image raises if they differ).
+        warnings = _docker_hub_allowance(targets.pull, digest, options.client_options)
+        for warning in warnings:
+            reporter.warn(warning)
+        pack = build_pack(
+            project,
+            _location(targets.pull, digest, tag, options, project),
+            insecure_collector=options.insecure_collector,
+        )
+        saved = _save_repository(project, targets)
+        log.info("pack %s, image %s@%s", pack, targets.pull, digest)
+    return PackBuildOutcome(
+        pack=pack, image=Reference(targets.pull, tag, digest), pushed_to=pushed.reference,
+        digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
+        seconds=time.monotonic() - started, build=result, saved_repository=saved,
+        warnings=warnings,
+    )  # fmt: skip
+
+
+def _both(reporter: Reporter) -> Any:
+    def emit(message: str) -> None:
+        log.info("%s", message)
+        reporter.info(message)
+
+    return emit
+
+
+def _location(
+    pull: Repository, digest: str, tag: str, options: PackBuildOptions, project: Project
+) -> ImageLocation:
+    default_registry = options.use_default_registry or project.config.use_default_registry
+    return ImageLocation(
+        registry=None if default_registry else pull.registry,
+        repository=f"/{pull.path}",
+        digest=digest,
+        tag=tag,
+    )
+
+
+def _save_repository(project: Project, targets: Targets) -> str | None:
+    """After a successful push, remember the pull repository (never the push one)."""
+    text = str(targets.pull)
+    if project.config.container_repository == text:
+        return None
+    save_container_repository(project.config, text)
+    return text
+
+
+def _docker_hub_allowance(pull: Repository, digest: str, options: ClientOptions) -> list[str]:
+    """SPEC §4: Aria pulls anonymously, and Docker Hub rate-limits anonymous pulls. A HEAD
+    costs no pull, so ask Docker Hub how many are left."""
+    if not pull.is_docker_hub:
+        return []
+    try:
+        with open_client(pull.registry, options=options, anonymous=True) as client:
+            found = client.head_manifest(pull.path, digest)
+    except RegistryError as exc:
+        return [f"Aria Operations pulls {pull} anonymously, and anonymous access failed: "
+                f"{exc.message}"]  # fmt: skip
+    note = rate_limit_note(found[1]) if found else ""
+    return [
+        f"Aria Operations pulls {pull} anonymously and Docker Hub limits anonymous pulls"
+        + (f" ({note})" if note else "")
+        + "; a private registry avoids the limit"
+    ]
