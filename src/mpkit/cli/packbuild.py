@@ -14,7 +14,7 @@ from mpkit.cli.output import Output, human_size
 from mpkit.cli.prompts import TerminalPrompter
 from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, env_credential
 from mpkit.errors import MpkitError, UsageError
-from mpkit.project.globalconfig import find_project, load_global_config
+from mpkit.project.globalconfig import find_project, load_global_config, no_project_error
 from mpkit.settings import load_settings
 from mpkit.workflow.packbuild import PackBuildOptions, build_pack_flow
 
@@ -116,18 +116,12 @@ def _credential(args: argparse.Namespace, out: Output) -> Credential | None:
 
 def _project_path(args: argparse.Namespace, prompter: TerminalPrompter) -> Path:
     given = args.path_flag or getattr(args, "path", None)
-    found = find_project(given, cwd=Path.cwd(), global_config=load_global_config())
+    global_config = load_global_config()
+    found = find_project(given, cwd=Path.cwd(), global_config=global_config)
     if isinstance(found, Path):
         return found
-    if not found:
-        raise UsageError("no management pack project here",
-                         hint="run in a project directory or pass -p PATH")  # fmt: skip
-    if not prompter.interactive:
-        raise UsageError(
-            "the current directory is not a project, and there is no terminal to ask which "
-            "of the SDK's known projects to build",
-            hint="pass -p PATH; known projects: " + ", ".join(str(p) for p in found),
-        )
+    if not found or not prompter.interactive:
+        raise no_project_error(Path.cwd(), found, global_config)
     return found[prompter.choose("Which project?", [str(p) for p in found])]
 
 

@@ -128,15 +128,25 @@ def problems_error(path: Path, problems: Sequence[Problem], *, label: str) -> Co
         line = f" (line {position[0]})" if position else ""
         return f'"{problem.key}"{line}'
 
+    def sentence(text: str) -> str:
+        return text.rstrip(".")
+
     first = positions.get(problems[0].key.split(".", 1)[0])
     line, column = first if first else (None, None)
+    name = str(path.absolute()) if label == path.name else f"{label} {path.absolute()}"
     if len(problems) == 1:
-        message = f"{label} {path}: {where(problems[0])} {problems[0].what}."
+        message = f"{name}: {where(problems[0])} {sentence(problems[0].what)}."
         hint = problems[0].fix
     else:
-        listed = "; ".join(f"({n}) {where(p)} {p.what}" for n, p in enumerate(problems, 1))
-        message = f"{label} {path} has {len(problems)} problems: {listed}."
-        hint = "Fix each one: " + "; ".join(f"({n}) {p.fix}" for n, p in enumerate(problems, 1))
+        listed = "; ".join(
+            f"({n}) {where(p)} {sentence(p.what)}" for n, p in enumerate(problems, 1)
+        )
+        message = f"{name} has {len(problems)} problems: {listed}."
+        hint = (
+            "Fix each one: "
+            + "; ".join(f"({n}) {sentence(p.fix)}" for n, p in enumerate(problems, 1))
+            + "."
+        )
     return ConfigError(message, path=str(path), line=line, column=column, hint=hint)
 
 
@@ -291,7 +301,10 @@ class _ManifestChecker:
 
     def _adapter_kind(self) -> str | None:
         kinds = self.data.get("adapter_kinds")
-        fix = 'set "adapter_kinds" to a list with the adapter kind key of describe.xml, e.g. ["MyAdapter"]'
+        fix = (
+            'set "adapter_kinds" to a list with the adapter kind key of describe.xml, '
+            'e.g. ["MyAdapter"]'
+        )
         if kinds is None:
             return None
         if isinstance(kinds, dict) and len(kinds) == 1:
@@ -381,13 +394,21 @@ class _ManifestChecker:
         if "script" not in value:
             self.add(key, f'is {_describe(value)}, which has no "script" key', fix)
             return None
-        return self._file(f"{key}.script", value["script"])
+        return self._file(
+            f"{key}.script",
+            value["script"],
+            f'put the file in the project directory and set "{key}" to {{"script": "PATH"}} '
+            'with its relative path, or to {"script": ""} for none',
+        )
 
-    def _file(self, key: str, value: Any) -> str | None:
+    def _file(self, key: str, value: Any, fix: str | None = None) -> str | None:
         """A project-relative file name (None for "" or null) that must exist."""
         if value is None or value == "":
             return None
-        fix = f'put the file in the project directory and set "{key}" to its relative path, or to "" for none'
+        fix = fix or (
+            f'put the file in the project directory and set "{key}" to its relative path, '
+            'or to "" for none'
+        )
         if not isinstance(value, str):
             self.add(key, f"is {_json_type(value)} ({_describe(value)}), not a file name", fix)
             return None
@@ -402,11 +423,11 @@ def _relative_file_problem(root: Path, name: str) -> str | None:
     """Why *name* is not a regular file inside *root*, or None if it is."""
     if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute():
         return "an absolute path; the pack needs a path relative to the project root"
-    if os.path.normpath(name).split(os.sep)[0] == os.pardir:
+    if Path(os.path.normpath(name)).parts[:1] == (os.pardir,):
         return "which is outside the project directory"
     target = root / name
     if not target.exists():
-        return f"which does not exist in {root}"
+        return f"which does not exist in the project directory {root.absolute()}"
     if not target.is_file():
         return "which is not a regular file"
     return None

@@ -20,6 +20,7 @@ from mpkit.credentials.ecr import check_ecr_repository
 from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
 from mpkit.pack.writer import ImageLocation, build_pack
+from mpkit.project.globalconfig import remember_project
 from mpkit.project.load import load_project, save_container_repository
 from mpkit.project.model import GlobalConfig, Project
 from mpkit.reference import Reference, Repository
@@ -139,6 +140,7 @@ def build_pack_flow(
             insecure_collector=options.insecure_collector,
         )
         saved = _save_repository(project, targets)
+        remember_project(options.global_config, project.root)  # as the SDK does
         log.info("pack %s, image %s@%s", pack, targets.pull, digest)
     return PackBuildOutcome(
         pack=pack, image=Reference(targets.pull, tag, digest), pushed_to=pushed.reference,
