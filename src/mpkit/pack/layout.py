@@ -77,7 +77,7 @@ def content_files(root: Path) -> list[tuple[str, Path]]:
     for arc, path in tree_files(root / "content", "content"):
         parent, _, name = arc.rpartition("/")
         if parent in ONE_DIRECTORY_PER_FILE:
-            stem, extension = os.path.splitext(name)
+            stem, extension = os.path.splitext(name)  # noqa: PTH122 (the SDK's exact rule)
             if extension.lower() == ".properties":
                 raise _properties_error(parent, name)
             arc = f"{parent}/{stem.lower()}/{name}"
@@ -112,6 +112,6 @@ def named_file(root: Path, relative: str, what: str) -> tuple[str, Path]:
         raise PackError(
             f"manifest.txt names the {what} {relative!r}, but {path} does not exist "
             "or is not a file",
-            hint=f"add the file, or set the {what} to \"\" in manifest.txt",
+            hint=f'add the file, or set the {what} to "" in manifest.txt',
         )
     return pure.as_posix(), path

@@ -1,0 +1,203 @@
+"""Write ``build/<name>_<version>.pak`` for a pushed adapter image (SPEC §5).
+
+The pack is byte-reproducible (see :mod:`mpkit.pack.zipfile_det`) and written through a
+temp file and a rename, so a failed build leaves any earlier pack as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from mpkit.pack.conf import (
+    ImageLocation,
+    container_image,
+    render_kind_conf,
+    render_version_txt,
+)
+from mpkit.pack.errors import PackError
+from mpkit.pack.layout import content_files, named_file, tree_files
+from mpkit.pack.zipfile_det import DeterministicZip
+from mpkit.project.model import Manifest, Project
+
+__all__ = ["ImageLocation", "build_pack"]
+
+_KIND_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+Entries = dict[str, bytes | Path]
+
+
+def build_pack(
+    project: Project,
+    image: ImageLocation,
+    *,
+    insecure_collector: bool = False,
+    api_version: str = "1.0.0",
+    describe_xml: bytes | None = None,
+    resources_properties: bytes | None = None,
+    output_dir: Path | None = None,
+) -> Path:
+    """Write the pack for *project* pointing at *image*; return its path.
+
+    *describe_xml* and *resources_properties* (e.g. generated from the adapter) replace
+    the project's ``conf/describe.xml`` and ``conf/resources/resources.properties``. The
+    registry is left out when *image.registry* is None or the project's config.json sets
+    ``use_default_registry``.
+    """
+    image = image.validated()
+    manifest = project.manifest
+    kind = _checked_kind(manifest)
+    use_default_registry = image.registry is None or project.config.use_default_registry
+    manifest_bytes = _pack_manifest(manifest, image, use_default_registry=use_default_registry)
+    kind_conf = render_kind_conf(
+        kind,
+        image,
+        api_version=api_version,
+        insecure_collector=insecure_collector,
+        use_default_registry=use_default_registry,
+    )
+    conf = _conf_entries(project, kind, describe_xml, resources_properties)
+    adapter_zip = _adapter_zip(project, kind, kind_conf, manifest_bytes, conf)
+    pack = _pack_entries(project, manifest_bytes, adapter_zip)
+    basename = manifest.pack_basename
+    if "/" in basename or "\\" in basename or basename.startswith("."):
+        raise PackError(
+            f"manifest.txt name and version give the file name {basename!r}.pak, "
+            "which is not a plain file name",
+            hint='use letters, digits, "_" and "-" in "name" and digits and dots in "version"',
+        )
+    target_dir = output_dir if output_dir is not None else project.root / "build"
+    return _write_atomically(pack, target_dir / f"{basename}.pak")
+
+
+def _checked_kind(manifest: Manifest) -> str:
+    kind = manifest.adapter_kind
+    if not _KIND_PATTERN.match(kind):
+        raise PackError(
+            f"the adapter kind {kind!r} in manifest.txt cannot name <KIND>.conf and <KIND>/conf",
+            hint="use letters, digits and '_' in the adapter kind key (adapter_kinds in "
+            "manifest.txt and the AdapterKind key in describe.xml)",
+        )
+    return kind
+
+
+def _pack_manifest(
+    manifest: Manifest, image: ImageLocation, *, use_default_registry: bool
+) -> bytes:
+    data = dict(manifest.data)
+    data["container_image"] = container_image(image, use_default_registry=use_default_registry)
+    return (json.dumps(data, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _conf_entries(
+    project: Project, kind: str, describe_xml: bytes | None, resources_properties: bytes | None
+) -> Entries:
+    """``<KIND>/conf/**``: the project's conf/ plus describe.xml, properties and version.txt."""
+    prefix = f"{kind}/conf"
+    entries: Entries = dict(tree_files(project.root / "conf", prefix))
+    describe_name = f"{prefix}/describe.xml"
+    if describe_xml is not None:
+        entries[describe_name] = describe_xml
+    elif describe_name not in entries:
+        raise PackError(
+            f"the project {project.root} has no conf/describe.xml, and generating describe.xml "
+            "from the adapter is not available yet",
+            hint="add conf/describe.xml to the project (e.g. from a pack built with the SDK's "
+            "mp-build: adapter.zip holds it as <KIND>/conf/describe.xml), then build again",
+        )
+    if resources_properties is not None:
+        entries[f"{prefix}/resources/resources.properties"] = resources_properties
+    entries[f"{prefix}/version.txt"] = render_version_txt(project.manifest.version)
+    return entries
+
+
+def _named_files(project: Project, *, scripts: bool) -> Entries:
+    """The eula and icon (and, for the pack itself, the scripts) named in manifest.txt."""
+    manifest = project.manifest
+    named = [(manifest.eula_file, "eula file"), (manifest.icon_file, "pack icon")]
+    if scripts:
+        named += [
+            (manifest.validation_script, "pack validation script"),
+            (manifest.pre_script, "adapter pre-install script"),
+            (manifest.post_script, "adapter post-install script"),
+        ]
+    entries: Entries = {}
+    for relative, what in named:
+        if relative:
+            name, path = named_file(project.root, relative, what)
+            entries[name] = path
+    return entries
+
+
+def _adapter_zip(
+    project: Project, kind: str, kind_conf: bytes, manifest_bytes: bytes, conf: Entries
+) -> bytes:
+    archive = DeterministicZip()
+    _add_all(
+        archive,
+        [(f"{kind}.conf", kind_conf), ("manifest.txt", manifest_bytes)],
+        _named_files(project, scripts=False).items(),
+        tree_files(project.root / "resources", "resources"),
+        conf.items(),
+    )
+    buffer = io.BytesIO()
+    archive.write_to(buffer)
+    return buffer.getvalue()
+
+
+def _pack_entries(project: Project, manifest_bytes: bytes, adapter_zip: bytes) -> DeterministicZip:
+    archive = DeterministicZip()
+    _add_all(
+        archive,
+        [("manifest.txt", manifest_bytes), ("adapter.zip", adapter_zip)],
+        _named_files(project, scripts=True).items(),
+        tree_files(project.root / "resources", "resources"),
+        content_files(project.root),
+    )
+    return archive
+
+
+def _add_all(archive: DeterministicZip, *groups: Iterable[tuple[str, bytes | Path]]) -> None:
+    """Add every entry; a file reached twice by the same path (eula under resources/) once."""
+    added: Entries = {}
+    for group in groups:
+        for name, source in group:
+            previous = added.get(name)
+            if isinstance(source, Path) and isinstance(previous, Path) and previous == source:
+                continue
+            added[name] = source
+            if isinstance(source, bytes):
+                archive.add_bytes(name, source)
+            else:
+                archive.add_file(name, source)
+
+
+def _write_atomically(archive: DeterministicZip, target: Path) -> Path:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+    except OSError as exc:
+        raise PackError(
+            f"cannot write the pack into {target.parent}: {exc.strerror or exc}",
+            hint="check that the directory is writable, or choose another output directory",
+        ) from None
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "w+b") as handle:
+            archive.write_to(handle)
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o644)
+            os.fsync(handle.fileno())
+        temp.replace(target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return target

@@ -1,0 +1,336 @@
+"""The pack writer against SPEC §5, on a realistic project tree."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mpkit.pack import ImageLocation, PackError, build_pack, check_consistency, open_pack
+from mpkit.pack.zipfile_det import DIR_MODE, FILE_MODE, FIXED_DATE_TIME
+from tests.fixtures.tools import require_tool
+from tests.pack.projects import (
+    DESCRIBE,
+    DIGEST,
+    ICON,
+    IMAGE,
+    KIND,
+    PROJECT_FILES,
+    load_project,
+    sdk_manifest,
+    write_project,
+)
+
+PACK_NAMES = [
+    "adapter.zip",
+    "content/",
+    "content/alertdefs/",
+    "content/alertdefs/alerts.xml",
+    "content/dashboards/",
+    "content/dashboards/Existing/",
+    "content/dashboards/Existing/Existing.json",
+    "content/dashboards/Existing/resources/",
+    "content/dashboards/Existing/resources/Existing.properties",
+    "content/dashboards/foo/",
+    "content/dashboards/foo/Foo.json",
+    "content/reports/",
+    "content/reports/bar/",
+    "content/reports/bar/Bar.xml",
+    "eula.txt",
+    "icon.png",
+    "manifest.txt",
+    "resources/",
+    "resources/resources.properties",
+    "scripts/",
+    "scripts/post_install.sh",
+    "validate.py",
+]
+ADAPTER_NAMES = [
+    f"{KIND}.conf",
+    f"{KIND}/",
+    f"{KIND}/conf/",
+    f"{KIND}/conf/describe.xml",
+    f"{KIND}/conf/describeSchema.xsd",
+    f"{KIND}/conf/images/",
+    f"{KIND}/conf/images/AdapterKind/",
+    f"{KIND}/conf/images/AdapterKind/adapter.png",
+    f"{KIND}/conf/resources/",
+    f"{KIND}/conf/resources/resources.properties",
+    f"{KIND}/conf/version.txt",
+    "eula.txt",
+    "icon.png",
+    "manifest.txt",
+    "resources/",
+    "resources/resources.properties",
+]
+CONF = (
+    f"KINDKEY={KIND}\nAPI_VERSION=1.0.0\nAPI_PROTOCOL=https\nAPI_PORT=443\n"
+    f"REGISTRY=registry.example.com:5000\nREPOSITORY=/mp/myadapter\nDIGEST={DIGEST}\n"
+)
+
+
+def read_zip(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def test_pack_matches_spec(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    original_manifest = (project.root / "manifest.txt").read_bytes()
+
+    pack = build_pack(project, IMAGE)
+
+    assert pack == project.root / "build" / "MyAdapter_1.2.3.pak"
+    assert (project.root / "manifest.txt").read_bytes() == original_manifest
+    entries = read_zip(pack.read_bytes())
+    assert list(entries) == PACK_NAMES
+    manifest = json.loads(entries["manifest.txt"])
+    expected_image = {
+        "registry": "registry.example.com:5000",
+        "repository": "/mp/myadapter",
+        "digest": DIGEST,
+        "tag": "1.2.3_abc",
+    }
+    assert manifest == {**sdk_manifest(), "container_image": expected_image}
+    for name in ("eula.txt", "validate.py", "resources/resources.properties"):
+        assert entries[name] == PROJECT_FILES[name]
+    assert entries["icon.png"] == ICON
+    assert entries["scripts/post_install.sh"] == PROJECT_FILES["scripts/post_install.sh"]
+    assert (
+        entries["content/dashboards/foo/Foo.json"] == PROJECT_FILES["content/dashboards/Foo.json"]
+    )
+    assert entries["content/reports/bar/Bar.xml"] == PROJECT_FILES["content/reports/Bar.xml"]
+
+    adapter = read_zip(entries["adapter.zip"])
+    assert list(adapter) == ADAPTER_NAMES
+    assert adapter[f"{KIND}.conf"].decode() == CONF
+    assert adapter["manifest.txt"] == entries["manifest.txt"]
+    assert adapter[f"{KIND}/conf/describe.xml"] == DESCRIBE
+    assert adapter[f"{KIND}/conf/version.txt"] == (
+        b"Major-Version=1\nMinor-Version=2\nImplementation-Version=3\n"
+    )
+    assert (
+        adapter[f"{KIND}/conf/resources/resources.properties"]
+        == (PROJECT_FILES["conf/resources/resources.properties"])
+    )
+
+
+def test_zip_metadata_is_fixed(tmp_path: Path) -> None:
+    pack = build_pack(write_project(tmp_path / "proj"), IMAGE)
+    with zipfile.ZipFile(pack) as archive:
+        adapter = archive.read("adapter.zip")
+        infos = archive.infolist()
+    with zipfile.ZipFile(io.BytesIO(adapter)) as inner:
+        infos += inner.infolist()
+    for info in infos:
+        assert info.date_time == FIXED_DATE_TIME
+        assert info.extra == b""
+        assert info.create_system == 3
+        assert not info.flag_bits & 0x08  # no data descriptors
+        if info.is_dir():
+            assert info.external_attr >> 16 == DIR_MODE
+            assert info.file_size == 0
+        else:
+            assert info.external_attr >> 16 == FILE_MODE
+            assert info.compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_byte_identical_across_runs_and_copies(tmp_path: Path) -> None:
+    first = write_project(tmp_path / "a")
+    pack_a = build_pack(first, IMAGE).read_bytes()
+    assert build_pack(first, IMAGE).read_bytes() == pack_a
+
+    copy = tmp_path / "elsewhere" / "b"
+    shutil.copytree(first.root, copy, ignore=shutil.ignore_patterns("build"))
+    for path in copy.rglob("*"):
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+        if path.is_file():
+            path.chmod(0o600)
+    (copy / "content/dashboards/Foo.json").chmod(0o755)
+    assert build_pack(load_project(copy), IMAGE).read_bytes() == pack_a
+
+
+@pytest.mark.parametrize("via", ["location", "config"])
+def test_use_default_registry(tmp_path: Path, via: str) -> None:
+    project = write_project(tmp_path / "proj", use_default_registry=via == "config")
+    image = dataclasses.replace(IMAGE, registry=None) if via == "location" else IMAGE
+
+    contents = open_pack(build_pack(project, image))
+
+    assert "REGISTRY" not in contents.kind_conf
+    assert contents.container_image is not None
+    assert "registry" not in contents.container_image
+    assert contents.kind_conf["REPOSITORY"] == "/mp/myadapter"
+    assert check_consistency(contents) == []
+
+
+def test_insecure_collector_and_api_version(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    contents = open_pack(build_pack(project, IMAGE, insecure_collector=True, api_version="2.1.0"))
+    conf = contents.kind_conf
+    assert (conf["API_PROTOCOL"], conf["API_PORT"], conf["API_VERSION"]) == (
+        "http",
+        "8080",
+        "2.1.0",
+    )
+    assert check_consistency(contents) == []
+
+
+def test_generated_describe_and_properties_replace_the_projects(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj", skip=("conf/describe.xml",))
+    pack = build_pack(project, IMAGE, describe_xml=b"<generated/>", resources_properties=b"x=y\n")
+    adapter = read_zip(read_zip(pack.read_bytes())["adapter.zip"])
+    assert adapter[f"{KIND}/conf/describe.xml"] == b"<generated/>"
+    assert adapter[f"{KIND}/conf/resources/resources.properties"] == b"x=y\n"
+
+
+def test_missing_describe_is_a_clear_error(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj", skip=("conf/describe.xml",))
+    with pytest.raises(PackError, match=r"conf/describe\.xml") as caught:
+        build_pack(project, IMAGE)
+    assert caught.value.code == "pack"
+    assert "not available yet" in caught.value.message
+    assert caught.value.hint
+
+
+@pytest.mark.parametrize("directory", ["dashboards", "reports"])
+def test_properties_at_top_of_dashboards_or_reports(tmp_path: Path, directory: str) -> None:
+    project = write_project(tmp_path / "proj")
+    (project.root / "content" / directory / "Foo.properties").write_text("a=b\n")
+    with pytest.raises(PackError, match=r"\.properties") as caught:
+        build_pack(project, IMAGE)
+    assert caught.value.hint is not None
+    assert f"content/{directory}/myContent/resources/myContent.properties" in caught.value.hint
+
+
+def test_project_without_resources_or_content(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    shutil.rmtree(project.root / "resources")
+    shutil.rmtree(project.root / "content")
+    names = read_zip(build_pack(project, IMAGE).read_bytes())
+    assert not [name for name in names if name.startswith(("content", "resources"))]
+
+
+def test_missing_named_file(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj", skip=("eula.txt",))
+    with pytest.raises(PackError, match=r"eula file 'eula\.txt'"):
+        build_pack(project, IMAGE)
+
+
+def test_named_file_outside_project(tmp_path: Path) -> None:
+    manifest = sdk_manifest(eula_file="../eula.txt")
+    project = write_project(tmp_path / "proj", manifest=manifest)
+    with pytest.raises(PackError, match="not a path inside the project"):
+        build_pack(project, IMAGE)
+
+
+def test_clash_between_moved_dashboard_and_directory(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    clash = project.root / "content" / "dashboards" / "foo" / "Foo.json"
+    clash.parent.mkdir()
+    clash.write_text("{}")
+    with pytest.raises(PackError, match=r"content/dashboards/foo/Foo\.json"):
+        build_pack(project, IMAGE)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"digest": "sha256:abc"}, "digest"),
+        ({"repository": "mp/myadapter"}, "repository"),
+        ({"repository": "/mp/x\nDIGEST=sha256:00"}, "repository"),
+        ({"registry": "host:5000/path"}, "registry"),
+        ({"tag": "v1\nREGISTRY=evil"}, "tag"),
+    ],
+)
+def test_bad_image_location(tmp_path: Path, change: dict[str, str], message: str) -> None:
+    project = write_project(tmp_path / "proj")
+    image = dataclasses.replace(IMAGE, **change)
+    with pytest.raises(PackError, match=message):
+        build_pack(project, image)
+    assert not (project.root / "build" / "MyAdapter_1.2.3.pak").exists()
+
+
+def test_bad_api_version(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="API version"):
+        build_pack(write_project(tmp_path / "proj"), IMAGE, api_version="1.0")
+
+
+def test_output_dir(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    pack = build_pack(project, IMAGE, output_dir=tmp_path / "out" / "deep")
+    assert pack == tmp_path / "out" / "deep" / "MyAdapter_1.2.3.pak"
+    assert pack.stat().st_mode & 0o777 == 0o644
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_failures_leave_the_previous_pack_untouched(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    pack = build_pack(project, IMAGE)
+    before = pack.read_bytes()
+    stamp = pack.stat().st_mtime_ns
+    other = ImageLocation(IMAGE.registry, IMAGE.repository, "sha256:" + "cd" * 32, IMAGE.tag)
+
+    # A failure before anything is written.
+    (project.root / "content/reports/Bad.properties").write_text("a=b\n")
+    with pytest.raises(PackError):
+        build_pack(project, other)
+    (project.root / "content/reports/Bad.properties").unlink()
+
+    # A failure while the pack is being written: a file that cannot be read.
+    if sys.platform == "linux":
+        (project.root / "resources/unreadable.bin").symlink_to("/proc/self/mem")
+    else:  # pragma: no cover - other systems
+        (project.root / "resources/unreadable.bin").write_text("x")
+        (project.root / "resources/unreadable.bin").chmod(0)
+    with pytest.raises(PackError, match=r"unreadable\.bin"):
+        build_pack(project, other)
+
+    assert pack.read_bytes() == before
+    assert pack.stat().st_mtime_ns == stamp
+    assert _leftovers(pack.parent) == []
+
+
+def test_broken_symlink_is_reported(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    (project.root / "content/alertdefs/gone.xml").symlink_to(tmp_path / "missing")
+    with pytest.raises(PackError, match="broken symbolic link"):
+        build_pack(project, IMAGE)
+
+
+def test_symlinks_are_followed_and_loops_refused(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "Shared.json").write_text("{}")
+    (project.root / "content/dashboards/Linked").symlink_to(shared)
+    names = read_zip(build_pack(project, IMAGE).read_bytes())
+    assert "content/dashboards/Linked/Shared.json" in names
+
+    (project.root / "content/alertdefs/loop").symlink_to(project.root / "content")
+    with pytest.raises(PackError, match="own parent"):
+        build_pack(project, IMAGE)
+
+
+def test_unzip_accepts_and_extracts_the_pack(tmp_path: Path) -> None:
+    unzip = require_tool("unzip")
+    pack = build_pack(write_project(tmp_path / "proj"), IMAGE)
+    tested = subprocess.run([unzip, "-t", str(pack)], capture_output=True, text=True, check=False)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    out = tmp_path / "out"
+    subprocess.run([unzip, "-q", str(pack), "-d", str(out)], check=True)
+    assert (out / "content/dashboards/foo/Foo.json").stat().st_mode & 0o777 == 0o644
+    subprocess.run([unzip, "-q", str(out / "adapter.zip"), "-d", str(out / "adapter")], check=True)
+    assert (out / "adapter" / KIND / "conf").stat().st_mode & 0o777 == 0o755
+    assert (out / "adapter" / f"{KIND}.conf").read_text() == CONF
