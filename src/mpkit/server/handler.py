@@ -1,0 +1,217 @@
+"""HTTP plumbing: one request in, one response out, one access-log line.
+
+Responses are written in a single send where possible (headers and small bodies
+together) and blobs go out with ``sendfile``. A request body that was not read to the
+end (an early 401, a 413, a broken upload) closes the connection, so the next request
+on it can never be parsed out of a half-read body.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import parse_qs
+
+from mpkit import __version__
+from mpkit.server import apierrors as codes
+from mpkit.server.api import Request, Response
+from mpkit.server.apierrors import ApiError
+from mpkit.server.auth import ANONYMOUS, Identity
+from mpkit.server.bodies import Body, IncompleteBody, open_body
+from mpkit.server.names import match_route
+
+if TYPE_CHECKING:
+    from mpkit.server.httpserver import RegistryHTTPServer
+
+log = logging.getLogger("mpkit.server")
+access_log = logging.getLogger("mpkit.server.access")
+
+SEND_CHUNK = 1024 * 1024
+_HOST_HEADER = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+_DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+
+class RegistryHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"mpkit-registry/{__version__}"
+    sys_version = ""
+    disable_nagle_algorithm = True  # small responses must not wait for delayed ACKs
+    server: RegistryHTTPServer
+
+    # -- connection ------------------------------------------------------------------
+    def setup(self) -> None:
+        self.timeout = self.server.config.request_timeout
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()  # in this worker thread, never in the accept loop
+        super().setup()
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def do_OPTIONS(self) -> None:
+        self._handle(unsupported=True)
+
+    do_TRACE = do_CONNECT = do_OPTIONS
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server API)
+        log.debug("%s %s", self.client_address[0], format % args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # our own access line is written in _handle
+
+    # -- one request -----------------------------------------------------------------
+    def _handle(self, unsupported: bool = False) -> None:
+        started = time.monotonic()
+        self._status = 0
+        self._sent = 0
+        self._body: Body | None = None
+        identity: Identity = ANONYMOUS
+        path, _, query = self.path.partition("?")
+        try:
+            if unsupported:
+                raise ApiError(405, codes.UNSUPPORTED, f"{self.command} is not supported")
+            route = match_route(path)
+            if route is None:
+                raise ApiError(404, codes.UNSUPPORTED, "no such endpoint in the registry API")
+            realm = self._realm()
+            api = self.server.api
+            identity = api.authorizer.identify(self.headers.get("Authorization"), realm)
+            request = Request(
+                method=self.command,
+                route=route,
+                query=parse_qs(query, keep_blank_values=True),
+                headers=self.headers,
+                identity=identity,
+                peer_loopback=self._peer_loopback(),
+                realm=realm,
+                open_body=self._open_body,
+            )
+            self._send(api.handle(request))
+        except ApiError as error:
+            self._send_error(error)
+        except IncompleteBody as error:
+            log.info("%s %s %s: %s", self.client_address[0], self.command, path, error)
+            self.close_connection = True
+            self._send_error(ApiError(400, codes.BLOB_UPLOAD_INVALID, str(error)))
+        except _DISCONNECTS:
+            self.close_connection = True
+            self._status = self._status or 499  # the client went away
+        except OSError as error:
+            log.error("%s %s: %s", self.command, path, error)
+            status = 507 if error.errno == errno.ENOSPC else 500
+            self._send_error(ApiError(status, codes.UNKNOWN, "the registry could not store or "
+                                      "read data; see its log"))  # fmt: skip
+        except Exception:
+            log.exception("%s %s failed", self.command, path)
+            self._send_error(ApiError(500, codes.UNKNOWN, "internal error; see the registry log"))
+        finally:
+            if self._body is not None and not self._body.finished:
+                self.close_connection = True
+            self._access(identity, started)
+
+    def _open_body(self, limit: int, what: str) -> Body:
+        if self._body is not None:
+            return self._body
+        stream: BinaryIO = self.rfile
+        self._body = open_body(stream, self.headers, limit, what)
+        return self._body
+
+    def _has_body(self) -> bool:
+        length = (self.headers.get("Content-Length") or "0").strip()
+        return bool(self.headers.get("Transfer-Encoding")) or length not in ("", "0")
+
+    def _realm(self) -> str:
+        host = (self.headers.get("Host") or "").strip()
+        if not _HOST_HEADER.fullmatch(host):
+            host = self.server.address
+        scheme = "https" if self.server.tls else "http"
+        return f"{scheme}://{host}/token"
+
+    def _peer_loopback(self) -> bool:
+        try:
+            address = ipaddress.ip_address(str(self.client_address[0]).split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped.is_loopback
+        return address.is_loopback
+
+    # -- responses -------------------------------------------------------------------
+    def _send_error(self, error: ApiError) -> None:
+        if self._status:
+            self.close_connection = True  # headers already went out: nothing to add
+            return
+        if self._body is None and self._has_body():
+            self.close_connection = True  # the body was never read
+        headers = {"Content-Type": "application/json", **error.headers}
+        self._send(Response(error.status, headers, error.body()))
+
+    def _send(self, response: Response) -> None:
+        if self._body is not None and not self._body.finished:
+            self.close_connection = True
+        length = response.length if response.file is not None else len(response.body)
+        head = self._head(response.status, response.headers, length)
+        self._status = response.status
+        if self.command == "HEAD":
+            self.wfile.write(head)
+            return
+        if response.file is None:
+            self.wfile.write(head + response.body)
+            self._sent = len(response.body)
+            return
+        with open(response.file, "rb") as blob:
+            self.wfile.write(head)
+            self._send_file(blob, response.offset, response.length)
+
+    def _head(self, status: int, headers: dict[str, str], length: int) -> bytes:
+        reason = self.responses.get(status, ("",))[0]
+        lines = [
+            f"HTTP/1.1 {status} {reason}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            "Docker-Distribution-API-Version: registry/2.0",
+            f"Content-Length: {length}",
+        ]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        if self.close_connection:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send_file(self, blob: BinaryIO, offset: int, length: int) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            blob.seek(offset)
+            left = length
+            while left > 0:
+                data = blob.read(min(SEND_CHUNK, left))
+                if not data:
+                    raise OSError(errno.EIO, "a blob file is shorter than its size")
+                self.connection.sendall(data)
+                left -= len(data)
+                self._sent += len(data)
+            return
+        sock: socket.socket = self.connection
+        self._sent += sock.sendfile(blob, offset, length)
+        if self._sent < length:
+            raise OSError(errno.EIO, "a blob file is shorter than its size")
+
+    def _access(self, identity: Identity, started: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        elapsed = (time.monotonic() - started) * 1000
+        target = self.path if len(self.path) <= 300 else self.path[:300] + "…"
+        access_log.info(
+            '%s %s "%s %s %s" %d %d %.1fms',
+            self.client_address[0], identity.user or "-", self.command, target,
+            self.request_version, self._status, self._sent, elapsed,
+        )  # fmt: skip
+
