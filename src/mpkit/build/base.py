@@ -20,7 +20,7 @@ from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Blob, Descriptor, Layer, Platform
 from mpkit.reference import Reference, parse_reference
-from mpkit.registry import open_client, resolve_image
+from mpkit.registry import blob_locations, open_client, resolve_image
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import ALIASES_ENV, Settings
 
@@ -154,6 +154,8 @@ class BaseResolver:
                 if not self.store.has_blob(desc.digest, desc.size):
                     with client.open_blob(candidate.path, desc) as chunks:
                         self.store.write_blob(desc.digest, desc.size, chunks)
+        # A push to the same registry can then mount the base's layers, not upload them.
+        blob_locations().record(candidate.registry, candidate.path, [d.digest for d in blobs])
         manifest = self.store.write_bytes_blob(resolved.manifest.data, resolved.manifest.media_type)
         self.store.add_manifest(manifest, _ref_name(upstream))
         pinned = upstream.with_digest(resolved.manifest.digest)

@@ -8,6 +8,7 @@ cannot do raises NeedsEngineError so the caller can hand it to an engine.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from mpkit.build.dockerfile import (
     NeedsEngineError,
     StageEvaluator,
 )
-from mpkit.build.fsview import normpath
+from mpkit.build.fsview import FilesystemView, normpath
 from mpkit.build.layerstore import LayerStore
 from mpkit.build.piprun import parse_pip_run
 from mpkit.build.pydeps import install_requirements
@@ -34,6 +35,7 @@ from mpkit.image import mediatypes
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.image.types import Image, Layer, Platform
 
+LAYER_FORMAT = 2  # bump when the layers built from the same inputs change (cache keys)
 # Config keys the Dockerfile instructions own; every other key of the base's config
 # (Hostname, ArgsEscaped, …) is inherited untouched.
 MODELED_KEYS = {
@@ -202,6 +204,7 @@ class NativeBuild:
         layer = self.store.cached(key, self.layer_media) if key else None
         cached = layer is not None
         if layer is None:
+            entries = with_parent_dirs(entries, self.fs)
             layer = self.store.write(entries, self.layer_media, mtime=self.created)
             if key:
                 self.store.remember(key, layer)
@@ -235,7 +238,7 @@ class NativeBuild:
             requirement_files=self._copied_files(),
             wheelhouse=self.wheelhouse,
         )
-        self._layer(instr, deps.entries, key=f"pip-{deps.cache_key}")
+        self._layer(instr, deps.entries, key=f"pip-{LAYER_FORMAT}-{deps.cache_key}")
 
     def _copied_files(self) -> dict[str, Path]:
         """Image path → host file, for everything this build copied so far."""
@@ -244,3 +247,24 @@ class NativeBuild:
             for path, entry in self.fs.entries.items()
             if entry.kind == "file" and entry.source is not None
         }
+
+
+def with_parent_dirs(entries: list[LayerEntry], view: FilesystemView) -> list[LayerEntry]:
+    """Add an entry for every parent directory, with the attributes it already has.
+
+    Overlay storage takes a directory's owner and mode from the topmost layer that holds
+    it, and creates a missing parent as root 0755 when it unpacks a layer: without these
+    entries the adapter user would lose its own home directory. (BuildKit and buildah
+    write parents the same way.)
+    """
+    present = {normpath(entry.path) for entry in entries}
+    parents: dict[str, LayerEntry] = {}
+    for entry in entries:
+        parent = posixpath.dirname(normpath(entry.path))
+        while parent != "/" and parent not in present and parent not in parents:
+            info = view.info(parent)
+            if info is None or info.kind != "dir":
+                break  # created by the entries themselves, or reached through a symlink
+            parents[parent] = LayerEntry(parent, "dir", info.mode, info.uid, info.gid)
+            parent = posixpath.dirname(parent)
+    return [*parents.values(), *entries]

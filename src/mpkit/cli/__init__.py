@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from mpkit import __version__
-from mpkit.cli import auth, cache, image, packbuild
+from mpkit.cli import auth, cache, image, packbuild, registry
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
 from mpkit.errors import EXIT_FAILED, MpkitError
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     auth.register(commands)
     image.register(commands)
     cache.register(commands)
+    registry.register(commands)
     return parser
 
 

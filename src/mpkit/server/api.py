@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from mpkit.server import apierrors as codes
 from mpkit.server.apierrors import ApiError, bad_request, not_found
 from mpkit.server.auth import Authorizer, Identity
-from mpkit.server.bodies import Body, read_all
+from mpkit.server.bodies import Body, Headers, read_all
 from mpkit.server.config import ServerConfig
-from mpkit.server.manifests import INDEX_TYPES, OCI_INDEX, ParsedManifest, parse_manifest
+from mpkit.server.manifests import OCI_INDEX, ParsedManifest, parse_manifest
 from mpkit.server.names import (
     Route,
     looks_like_digest,
@@ -37,10 +37,6 @@ from mpkit.server.uploads import Session, Uploads, range_not_satisfiable
 EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 SMALL_BODY_LIMIT = 64 * 1024
 CONTENT_RANGE_PREFIXES = ("bytes=", "bytes ")
-
-
-class Headers(Protocol):
-    def get(self, name: str, default: None = None) -> str | None: ...
 
 
 @dataclass
@@ -76,8 +72,9 @@ def json_response(status: int, data: Any, content_type: str = "application/json"
 class RegistryApi:
     """One registry root served under one configuration."""
 
-    def __init__(self, config: ServerConfig, storage: Storage, uploads: Uploads,
-                 authorizer: Authorizer) -> None:  # fmt: skip
+    def __init__(
+        self, config: ServerConfig, storage: Storage, uploads: Uploads, authorizer: Authorizer
+    ) -> None:
         self.config = config
         self.storage = storage
         self.uploads = uploads
@@ -94,29 +91,48 @@ class RegistryApi:
             return self.catalog(req)
         name = req.route.name
         if not valid_name(name):
-            raise bad_request(codes.NAME_INVALID, f"invalid repository name {name[:100]!r}",
-                              detail={"name": name[:256]})  # fmt: skip
+            raise bad_request(
+                codes.NAME_INVALID,
+                f"invalid repository name {name[:100]!r}",
+                detail={"name": name[:256]},
+            )
         handler = _METHODS.get((kind, req.method if req.method != "HEAD" else "GET"))
         if handler is None:
-            raise ApiError(405, codes.UNSUPPORTED, f"{req.method} is not supported here",
-                           headers={"Allow": _allowed(kind)})  # fmt: skip
+            raise ApiError(
+                405,
+                codes.UNSUPPORTED,
+                f"{req.method} is not supported here",
+                headers={"Allow": _allowed(kind)},
+            )
         return handler(self, req)
 
     # -- base, token, catalog --------------------------------------------------------
     def base(self, req: Request) -> Response:
         # distribution-spec "Determining Support": 200 means the API is spoken here.
-        if (self.authorizer.auth_enabled and req.identity.user is None
-                and not req.headers.get("Authorization")):  # fmt: skip
-            raise ApiError(401, codes.UNAUTHORIZED, "log in to push; pulls need no credentials",
-                           headers=self.authorizer.challenge(req.realm))  # fmt: skip
+        if (
+            self.authorizer.auth_enabled
+            and req.identity.user is None
+            and not req.headers.get("Authorization")
+        ):
+            raise ApiError(
+                401,
+                codes.UNAUTHORIZED,
+                "log in to push; pulls need no credentials",
+                headers=self.authorizer.challenge(req.realm),
+            )
         return json_response(200, {})
 
     def token(self, req: Request) -> Response:
         authorization = req.headers.get("Authorization")
         scopes = req.query.get("scope", [])
         if req.method == "POST":
-            form = _form(read_all(req.open_body(SMALL_BODY_LIMIT, "the token request"),
-                                  SMALL_BODY_LIMIT, "the token request"))  # fmt: skip
+            form = _form(
+                read_all(
+                    req.open_body(SMALL_BODY_LIMIT, "the token request"),
+                    SMALL_BODY_LIMIT,
+                    "the token request",
+                )
+            )
             if (form.get("grant_type") or [""])[0] != "password":
                 return json_response(400, {"error": "unsupported_grant_type"})
             import base64
@@ -126,8 +142,12 @@ class RegistryApi:
             authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
             scopes = [s for value in form.get("scope", []) for s in value.split()]
         elif req.method not in ("GET", "HEAD"):
-            raise ApiError(405, codes.UNSUPPORTED, "use GET or POST", headers={"Allow": "GET, POST"})
-        return json_response(200, self.authorizer.token(authorization, scopes, req.realm, time.time()))
+            raise ApiError(
+                405, codes.UNSUPPORTED, "use GET or POST", headers={"Allow": "GET, POST"}
+            )
+        return json_response(
+            200, self.authorizer.token(authorization, scopes, req.realm, time.time())
+        )
 
     def catalog(self, req: Request) -> Response:
         if req.method not in ("GET", "HEAD"):
@@ -141,8 +161,11 @@ class RegistryApi:
     # -- manifests -------------------------------------------------------------------
     def _resolve(self, name: str, reference: str) -> tuple[str, str]:
         """(digest, media type) of a tag or digest in *name*; 404 MANIFEST_UNKNOWN."""
-        unknown = not_found(codes.MANIFEST_UNKNOWN, f"manifest {reference[:140]!r} is not "
-                            f"in {name}", detail={"reference": reference[:140]})  # fmt: skip
+        unknown = not_found(
+            codes.MANIFEST_UNKNOWN,
+            f"manifest {reference[:140]!r} is not in {name}",
+            detail={"reference": reference[:140]},
+        )
         if valid_tag(reference):
             digest = self.storage.resolve_tag(name, reference)
             if digest is None:
@@ -165,25 +188,32 @@ class RegistryApi:
             data = self.storage.read_blob(digest)
         except FileNotFoundError:
             raise not_found(codes.MANIFEST_UNKNOWN, f"manifest {digest} is missing") from None
-        return Response(200, {"Content-Type": media_type, "Docker-Content-Digest": digest,
-                              "ETag": f'"{digest}"'}, data)  # fmt: skip
+        return Response(
+            200,
+            {"Content-Type": media_type, "Docker-Content-Digest": digest, "ETag": f'"{digest}"'},
+            data,
+        )
 
     def put_manifest(self, req: Request) -> Response:
         name, reference = req.route.name, req.route.arg
         self._require_write(req, name)
         by_digest = valid_digest(reference)
         if not by_digest and not valid_tag(reference):
-            raise bad_request(codes.MANIFEST_INVALID,
-                              f"{reference[:140]!r} is neither a tag nor a supported digest")  # fmt: skip
+            raise bad_request(
+                codes.MANIFEST_INVALID,
+                f"{reference[:140]!r} is neither a tag nor a supported digest",
+            )
         limit = self.config.max_manifest_bytes
         data = read_all(req.open_body(limit, "the manifest"), limit, "the manifest")
         parsed = parse_manifest(data, req.headers.get("Content-Type"))
         algorithm = split_digest(reference)[0] if by_digest else "sha256"
         digest = _digest_of(data, algorithm)
         if by_digest and digest != reference:
-            raise bad_request(codes.DIGEST_INVALID,
-                              f"the manifest's digest is {digest}, not {reference}",
-                              detail={"digest": reference})  # fmt: skip
+            raise bad_request(
+                codes.DIGEST_INVALID,
+                f"the manifest's digest is {digest}, not {reference}",
+                detail={"digest": reference},
+            )
         extra_tags = req.query.get("tag", []) if by_digest else []
         for tag in extra_tags:
             if not valid_tag(tag):
@@ -196,8 +226,9 @@ class RegistryApi:
             for tag in extra_tags:
                 self.storage.set_tag(name, tag, digest)
             if parsed.subject is not None:
-                self.storage.add_referrer(name, parsed.subject.digest,
-                                          parsed.referrer_descriptor(digest, len(data)))  # fmt: skip
+                self.storage.add_referrer(
+                    name, parsed.subject.digest, parsed.referrer_descriptor(digest, len(data))
+                )
         headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
         if parsed.subject is not None:
             headers["OCI-Subject"] = parsed.subject.digest
@@ -212,16 +243,31 @@ class RegistryApi:
         for ref in parsed.blobs:
             size = self.storage.repo_blob_size(name, ref.digest)
             if size is None and not ref.optional:
-                missing.append((codes.MANIFEST_BLOB_UNKNOWN,
-                                f"blob {ref.digest} is not in {name}", {"digest": ref.digest}))  # fmt: skip
+                missing.append(
+                    (
+                        codes.MANIFEST_BLOB_UNKNOWN,
+                        f"blob {ref.digest} is not in {name}",
+                        {"digest": ref.digest},
+                    )
+                )
             elif size is not None and size != ref.size:
-                missing.append((codes.MANIFEST_BLOB_UNKNOWN,
-                                f"blob {ref.digest} has {size} bytes in {name}, the manifest "
-                                f"says {ref.size}", {"digest": ref.digest}))  # fmt: skip
+                missing.append(
+                    (
+                        codes.MANIFEST_BLOB_UNKNOWN,
+                        f"blob {ref.digest} has {size} bytes in {name}, the manifest "
+                        f"says {ref.size}",
+                        {"digest": ref.digest},
+                    )
+                )
         for ref in parsed.children:
             if self.storage.manifest_media_type(name, ref.digest) is None:
-                missing.append((codes.MANIFEST_BLOB_UNKNOWN,
-                                f"manifest {ref.digest} is not in {name}", {"digest": ref.digest}))  # fmt: skip
+                missing.append(
+                    (
+                        codes.MANIFEST_BLOB_UNKNOWN,
+                        f"manifest {ref.digest} is not in {name}",
+                        {"digest": ref.digest},
+                    )
+                )
         if missing:
             code, message, detail = missing[0]
             raise ApiError(400, code, message, detail=detail, errors=missing[1:])
@@ -247,25 +293,33 @@ class RegistryApi:
     def _blob_digest(self, req: Request) -> str:
         digest = req.route.arg
         if not valid_digest(digest):
-            raise bad_request(codes.DIGEST_INVALID, f"invalid or unsupported digest {digest[:140]!r}")
+            raise bad_request(
+                codes.DIGEST_INVALID, f"invalid or unsupported digest {digest[:140]!r}"
+            )
         return digest
 
     def get_blob(self, req: Request) -> Response:
         name, digest = req.route.name, self._blob_digest(req)
         size = self.storage.repo_blob_size(name, digest)
         if size is None:
-            raise not_found(codes.BLOB_UNKNOWN, f"blob {digest} is not in {name}",
-                            detail={"digest": digest})  # fmt: skip
-        headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest,
-                   "ETag": f'"{digest}"', "Accept-Ranges": "bytes",
-                   "Cache-Control": "max-age=31536000"}  # fmt: skip
+            raise not_found(
+                codes.BLOB_UNKNOWN, f"blob {digest} is not in {name}", detail={"digest": digest}
+            )
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Docker-Content-Digest": digest,
+            "ETag": f'"{digest}"',
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "max-age=31536000",
+        }
         span = _byte_range(req.headers.get("Range"), size)
         if span is None:
             return Response(200, headers, file=self.storage.blob_path(digest), length=size)
         start, end = span
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        return Response(206, headers, file=self.storage.blob_path(digest), offset=start,
-                        length=end - start + 1)  # fmt: skip
+        return Response(
+            206, headers, file=self.storage.blob_path(digest), offset=start, length=end - start + 1
+        )
 
     def delete_blob(self, req: Request) -> Response:
         name, digest = req.route.name, self._blob_digest(req)
@@ -279,15 +333,22 @@ class RegistryApi:
         name = req.route.name
         self._require_write(req, name)
         mount, source = req.param("mount"), req.param("from")
-        if mount and source and valid_digest(mount) and valid_name(source):
-            # distribution-spec: mount → 201; when the source lacks the blob, fall back to 202.
-            if self.storage.repo_blob_size(source, mount) is not None:
-                self.storage.link_blob(name, mount)
-                return _blob_created(name, mount)
+        # distribution-spec: mount → 201; when the source lacks the blob, fall back to 202.
+        if (
+            mount
+            and source
+            and valid_digest(mount)
+            and valid_name(source)
+            and self.storage.repo_blob_size(source, mount) is not None
+        ):
+            self.storage.link_blob(name, mount)
+            return _blob_created(name, mount)
         algorithm = req.param("digest-algorithm") or "sha256"
         if algorithm not in ("sha256", "sha512"):
-            raise bad_request(codes.DIGEST_INVALID, f"digest algorithm {algorithm[:40]!r} "
-                              "is not supported (sha256, sha512)")  # fmt: skip
+            raise bad_request(
+                codes.DIGEST_INVALID,
+                f"digest algorithm {algorithm[:40]!r} is not supported (sha256, sha512)",
+            )
         digest = req.param("digest")
         body = req.open_body(self.config.max_blob_bytes, "the blob")
         if digest is not None and (body.declared_length != 0 or digest == EMPTY_SHA256):
@@ -332,8 +393,9 @@ class RegistryApi:
             if start is not None or body.declared_length != 0:
                 self.uploads.append(session, body, start, length)  # the final chunk
             if digest is None:
-                raise bad_request(codes.DIGEST_INVALID,
-                                  "the closing PUT needs ?digest=<digest of the whole blob>")  # fmt: skip
+                raise bad_request(
+                    codes.DIGEST_INVALID, "the closing PUT needs ?digest=<digest of the whole blob>"
+                )
             self.uploads.finish(session, digest)
         return _blob_created(session.name, digest)
 
@@ -347,8 +409,9 @@ class RegistryApi:
     def list_tags(self, req: Request) -> Response:
         name = req.route.name
         if not self.storage.repository_exists(name):
-            raise not_found(codes.NAME_UNKNOWN, f"repository {name} is not known",
-                            detail={"name": name})  # fmt: skip
+            raise not_found(
+                codes.NAME_UNKNOWN, f"repository {name} is not known", detail={"name": name}
+            )
         tags, link = _page(self.storage.list_tags(name), req, f"/v2/{name}/tags/list")
         response = json_response(200, {"name": name, "tags": tags})
         if link:
@@ -358,7 +421,9 @@ class RegistryApi:
     def referrers(self, req: Request) -> Response:
         name, digest = req.route.name, req.route.arg
         if not valid_digest(digest):
-            raise bad_request(codes.DIGEST_INVALID, f"invalid or unsupported digest {digest[:140]!r}")
+            raise bad_request(
+                codes.DIGEST_INVALID, f"invalid or unsupported digest {digest[:140]!r}"
+            )
         found = self.storage.referrers(name, digest)
         headers: dict[str, str] = {}
         artifact_type = req.param("artifactType")
@@ -373,8 +438,9 @@ class RegistryApi:
 
     # -- access ----------------------------------------------------------------------
     def _require_write(self, req: Request, name: str) -> None:
-        self.authorizer.require_write(req.identity, name, peer_loopback=req.peer_loopback,
-                                      realm=req.realm)  # fmt: skip
+        self.authorizer.require_write(
+            req.identity, name, peer_loopback=req.peer_loopback, realm=req.realm
+        )
 
 
 _METHODS: dict[tuple[str, str], Callable[[RegistryApi, Request], Response]] = {
@@ -415,8 +481,9 @@ def _subject_of(storage: Storage, digest: str) -> str | None:
 
 
 def _blob_created(name: str, digest: str) -> Response:
-    return Response(201, {"Location": f"/v2/{name}/blobs/{digest}",
-                          "Docker-Content-Digest": digest})  # fmt: skip
+    return Response(
+        201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest}
+    )
 
 
 def _session_headers(session: Session) -> dict[str, str]:
@@ -463,10 +530,18 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if "," in spec:
         return None  # multiple ranges: a server may answer with the whole representation
     first, dash, last = spec.strip().partition("-")
-    unsatisfiable = ApiError(416, codes.BLOB_UNKNOWN, f"range {spec[:60]!r} is outside the blob",
-                             headers={"Content-Range": f"bytes */{size}"})  # fmt: skip
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
-            or (last and not last.isdigit()):  # fmt: skip
+    unsatisfiable = ApiError(
+        416,
+        codes.BLOB_UNKNOWN,
+        f"range {spec[:60]!r} is outside the blob",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+    if (
+        not dash
+        or not (first.isdigit() or last.isdigit())
+        or (first and not first.isdigit())
+        or (last and not last.isdigit())
+    ):
         return None
     if not first:  # suffix: the last N bytes
         count = int(last)

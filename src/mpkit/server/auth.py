@@ -57,8 +57,9 @@ class Htpasswd:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the htpasswd file {path}: {exc}", path=str(path),
-                              hint=hint) from exc  # fmt: skip
+            raise ConfigError(
+                f"cannot read the htpasswd file {path}: {exc}", path=str(path), hint=hint
+            ) from exc
         entries: dict[str, bytes] = {}
         for number, raw in enumerate(text.splitlines(), start=1):
             line = raw.strip()
@@ -66,13 +67,19 @@ class Htpasswd:
                 continue
             user, colon, hashed = line.partition(":")
             if not colon or not user:
-                raise ConfigError(f"{path}, line {number}: expected 'user:hash'",
-                                  path=str(path), line=number, hint=hint)  # fmt: skip
+                raise ConfigError(
+                    f"{path}, line {number}: expected 'user:hash'",
+                    path=str(path),
+                    line=number,
+                    hint=hint,
+                )
             if not hashed.startswith(_BCRYPT_PREFIXES):
                 raise ConfigError(
                     f"{path}, line {number}: the entry for {user!r} is not a bcrypt hash",
-                    path=str(path), line=number, hint=hint,
-                )  # fmt: skip
+                    path=str(path),
+                    line=number,
+                    hint=hint,
+                )
             entries[user] = hashed.encode()
         if not entries:
             raise ConfigError(f"the htpasswd file {path} has no users", path=str(path), hint=hint)
@@ -133,12 +140,16 @@ class TokenSigner:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(key)
-        os.replace(tmp, path)
+        tmp.replace(path)
         return cls(key)
 
     def issue(self, user: str | None, access: list[dict[str, Any]], now: float) -> str:
-        claims = {"sub": user or "", "access": access, "iat": int(now),
-                  "exp": int(now) + TOKEN_SECONDS}  # fmt: skip
+        claims = {
+            "sub": user or "",
+            "access": access,
+            "iat": int(now),
+            "exp": int(now) + TOKEN_SECONDS,
+        }
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{payload}.{_b64(self._mac(payload))}"
 
@@ -204,30 +215,42 @@ class Authorizer:
             identity = self.signer.verify(value.strip(), time.time())
             if identity is not None:
                 return identity
-        raise ApiError(401, UNAUTHORIZED, "the credentials are not valid",
-                       headers=self.challenge(realm))  # fmt: skip
+        raise ApiError(
+            401, UNAUTHORIZED, "the credentials are not valid", headers=self.challenge(realm)
+        )
 
-    def require_write(self, identity: Identity, name: str, *, peer_loopback: bool,
-                      realm: str) -> None:  # fmt: skip
+    def require_write(
+        self, identity: Identity, name: str, *, peer_loopback: bool, realm: str
+    ) -> None:
         if self.htpasswd is None:
             if peer_loopback:
                 return
             raise ApiError(
-                403, DENIED,
+                403,
+                DENIED,
                 "this registry has no htpasswd file, so it accepts pushes only from its own "
                 "machine (loopback)",
-            )  # fmt: skip
+            )
         if identity.may_write(name):
             return
         scope = f"repository:{name}:pull,push"
         if identity.user is None:
-            raise ApiError(401, UNAUTHORIZED, "authentication required to push",
-                           headers=self.challenge(realm, scope))  # fmt: skip
-        raise ApiError(401, UNAUTHORIZED, f"the token does not allow pushing to {name}",
-                       headers=self.challenge(realm, scope))  # fmt: skip
+            raise ApiError(
+                401,
+                UNAUTHORIZED,
+                "authentication required to push",
+                headers=self.challenge(realm, scope),
+            )
+        raise ApiError(
+            401,
+            UNAUTHORIZED,
+            f"the token does not allow pushing to {name}",
+            headers=self.challenge(realm, scope),
+        )
 
-    def token(self, authorization: str | None, scopes: Iterable[str], realm: str,
-              now: float) -> dict[str, Any]:  # fmt: skip
+    def token(
+        self, authorization: str | None, scopes: Iterable[str], realm: str, now: float
+    ) -> dict[str, Any]:
         """Docker token auth: a token for the requested scopes (pull only if anonymous)."""
         user: str | None = None
         if authorization:
@@ -245,8 +268,12 @@ class Authorizer:
                 access.append({"type": "repository", "name": name, "actions": granted})
         token = self.signer.issue(user, access, now)
         issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        return {"token": token, "access_token": token, "expires_in": TOKEN_SECONDS,
-                "issued_at": issued}  # fmt: skip
+        return {
+            "token": token,
+            "access_token": token,
+            "expires_in": TOKEN_SECONDS,
+            "issued_at": issued,
+        }
 
 
 def _basic(value: str) -> tuple[str, str]:

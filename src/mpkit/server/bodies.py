@@ -7,9 +7,9 @@ the registry store more than it allows.
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Mapping
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from mpkit.server.apierrors import SIZE_INVALID, ApiError
 
@@ -19,6 +19,12 @@ _MAX_LINE = 4096
 
 class IncompleteBody(Exception):
     """The client sent less than it announced (or broke the chunked framing)."""
+
+
+class Headers(Protocol):
+    """Request headers (http.server's ``email.message.Message``): case-insensitive get."""
+
+    def get(self, name: str, default: None = None) -> str | None: ...
 
 
 class Body(Protocol):
@@ -34,11 +40,13 @@ class Body(Protocol):
 
 def too_large(limit: int, what: str) -> ApiError:
     # distribution-spec: "413 Payload Too Large" for bodies over the registry's limit.
-    return ApiError(413, SIZE_INVALID, f"{what} is larger than this registry accepts ({limit} bytes)")
+    return ApiError(
+        413, SIZE_INVALID, f"{what} is larger than this registry accepts ({limit} bytes)"
+    )
 
 
 class FixedBody:
-    def __init__(self, stream: BinaryIO, length: int) -> None:
+    def __init__(self, stream: io.BufferedIOBase, length: int) -> None:
         self.stream = stream
         self.declared_length: int | None = length
         self.remaining = length
@@ -61,7 +69,7 @@ class FixedBody:
 class ChunkedBody:
     """RFC 9112 section 7.1 chunked coding; trailers are read and ignored."""
 
-    def __init__(self, stream: BinaryIO, limit: int, what: str) -> None:
+    def __init__(self, stream: io.BufferedIOBase, limit: int, what: str) -> None:
         self.stream = stream
         self.declared_length: int | None = None
         self.limit = limit
@@ -120,7 +128,7 @@ class EmptyBody:
         return 0
 
 
-def open_body(stream: BinaryIO, headers: Mapping[str, str], limit: int, what: str) -> Body:
+def open_body(stream: io.BufferedIOBase, headers: Headers, limit: int, what: str) -> Body:
     """The body of a request with *headers*; ApiError 400/413 before reading if invalid."""
     encoding = (headers.get("Transfer-Encoding") or "").strip().lower()
     length_text = headers.get("Content-Length")

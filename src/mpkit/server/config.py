@@ -93,10 +93,15 @@ class ServerConfig:
     def validate(self) -> None:
         """Refuse unsafe or incomplete settings (UsageError, exit 2) before anything binds."""
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise UsageError("--tls-cert and --tls-key go together",
-                             hint="give both PEM files, or neither for plain HTTP")  # fmt: skip
-        for flag, path in (("--htpasswd", self.htpasswd), ("--tls-cert", self.tls_cert),
-                           ("--tls-key", self.tls_key)):  # fmt: skip
+            raise UsageError(
+                "--tls-cert and --tls-key go together",
+                hint="give both PEM files, or neither for plain HTTP",
+            )
+        for flag, path in (
+            ("--htpasswd", self.htpasswd),
+            ("--tls-cert", self.tls_cert),
+            ("--tls-key", self.tls_key),
+        ):
             if path is not None and not path.is_file():
                 raise UsageError(f"{flag} {path}: no such file")
         if self.upload_ttl <= 0 or self.max_manifest_bytes <= 0 or self.max_blob_bytes <= 0:

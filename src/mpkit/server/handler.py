@@ -31,10 +31,12 @@ if TYPE_CHECKING:
     from mpkit.server.httpserver import RegistryHTTPServer
 
 log = logging.getLogger("mpkit.server")
-access_log = logging.getLogger("mpkit.server.access")
 
 SEND_CHUNK = 1024 * 1024
-_HOST_HEADER = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+LINGER_SECONDS = 2.0
+_HOST_HEADER = re.compile(
+    r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?"
+)
 _DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
@@ -47,9 +49,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     # -- connection ------------------------------------------------------------------
     def setup(self) -> None:
-        self.timeout = self.server.config.request_timeout
+        self.timeout = self.server.config.request_timeout  # type: ignore[misc]
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(self.timeout)
+            self.request.settimeout(self.server.config.request_timeout)
             self.request.do_handshake()  # in this worker thread, never in the accept loop
         super().setup()
 
@@ -63,7 +65,36 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     do_TRACE = do_CONNECT = do_OPTIONS
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server API)
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self.close_connection and self._unread_body():
+                self._linger()
+
+    def _unread_body(self) -> bool:
+        body = getattr(self, "_body", None)
+        if body is not None:
+            return not body.finished
+        return hasattr(self, "headers") and self.headers is not None and self._has_body()
+
+    def _linger(self) -> None:
+        """Close gracefully while the client is still sending a body we did not want.
+
+        Closing with unread data makes the kernel send a reset, which can destroy the
+        response (say, a 401) before the client reads it; so stop writing, then read
+        and drop what arrives for a short while.
+        """
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_SECONDS)
+            deadline = time.monotonic() + LINGER_SECONDS
+            while time.monotonic() < deadline and self.connection.recv(SEND_CHUNK):
+                pass
+        except (OSError, ValueError):
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.client_address[0], format % args)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -109,21 +140,23 @@ class RegistryHandler(BaseHTTPRequestHandler):
         except OSError as error:
             log.error("%s %s: %s", self.command, path, error)
             status = 507 if error.errno == errno.ENOSPC else 500
-            self._send_error(ApiError(status, codes.UNKNOWN, "the registry could not store or "
-                                      "read data; see its log"))  # fmt: skip
+            self._send_error(
+                ApiError(
+                    status, codes.UNKNOWN, "the registry could not store or read data; see its log"
+                )
+            )
         except Exception:
             log.exception("%s %s failed", self.command, path)
             self._send_error(ApiError(500, codes.UNKNOWN, "internal error; see the registry log"))
         finally:
-            if self._body is not None and not self._body.finished:
+            if self._unread_body():
                 self.close_connection = True
             self._access(identity, started)
 
     def _open_body(self, limit: int, what: str) -> Body:
         if self._body is not None:
             return self._body
-        stream: BinaryIO = self.rfile
-        self._body = open_body(stream, self.headers, limit, what)
+        self._body = open_body(self.rfile, self.headers, limit, what)
         return self._body
 
     def _has_body(self) -> bool:
@@ -205,13 +238,20 @@ class RegistryHandler(BaseHTTPRequestHandler):
             raise OSError(errno.EIO, "a blob file is shorter than its size")
 
     def _access(self, identity: Identity, started: float) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
+        stream = self.server.access_log
+        if stream is None:
             return
         elapsed = (time.monotonic() - started) * 1000
-        target = self.path if len(self.path) <= 300 else self.path[:300] + "…"
-        access_log.info(
-            '%s %s "%s %s %s" %d %d %.1fms',
-            self.client_address[0], identity.user or "-", self.command, target,
-            self.request_version, self._status, self._sent, elapsed,
-        )  # fmt: skip
-
+        target = self.path if len(self.path) <= 300 else self.path[:300] + "..."
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        line = (
+            f"{stamp} {self.client_address[0]} {identity.user or '-'} "
+            f'"{self.command} {target} {self.request_version}" {self._status} {self._sent} '
+            f"{elapsed:.1f}ms\n"
+        )
+        with self.server.log_lock:
+            try:
+                stream.write(line)
+                stream.flush()
+            except (OSError, ValueError):
+                pass

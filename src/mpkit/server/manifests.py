@@ -29,7 +29,9 @@ _FOREIGN_LAYER = re.compile(
     r"application/vnd\.docker\.image\.rootfs\.foreign\.diff\.tar(\.gzip)?"
     r"|application/vnd\.oci\.image\.layer\.nondistributable\.v1\.tar(\+gzip|\+zstd)?"
 )
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ class Storage:
             with open(tmp, "wb") as out:
                 out.write(data)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            tmp.replace(target)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -126,7 +126,7 @@ class Storage:
             source.unlink()
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)  # same content either way: a racing commit is harmless
+        source.replace(target)  # same content either way: a racing commit is harmless
 
     def put_blob_bytes(self, digest: str, data: bytes) -> None:
         if not self.blob_path(digest).exists():

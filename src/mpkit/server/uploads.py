@@ -79,9 +79,11 @@ class Uploads:
     def create(self, name: str, algorithm: str = DEFAULT_ALGORITHM) -> Session:
         if self.count() >= self.max_sessions:
             raise ApiError(
-                429, TOOMANYREQUESTS, "too many blob uploads are open; retry later",
+                429,
+                TOOMANYREQUESTS,
+                "too many blob uploads are open; retry later",
                 headers={"Retry-After": "5"},
-            )  # fmt: skip
+            )
         session_id = uuid.uuid4().hex
         directory = self.storage.uploads / session_id
         directory.mkdir()
@@ -194,10 +196,11 @@ class Uploads:
                     session.offset += n
             if length is not None and session.offset - offset_before != length:
                 raise ApiError(
-                    400, SIZE_INVALID,
+                    400,
+                    SIZE_INVALID,
                     f"the chunk holds {session.offset - offset_before} bytes, its "
                     f"Content-Range says {length}",
-                )  # fmt: skip
+                )
         except BaseException:
             session.offset = offset_before
             session.hasher = hasher_before
@@ -212,10 +215,11 @@ class Uploads:
         try:
             if not valid_digest(digest):
                 raise ApiError(
-                    400, DIGEST_INVALID,
+                    400,
+                    DIGEST_INVALID,
                     f"digest {digest[:80]!r} is malformed or uses an unsupported algorithm "
                     "(use sha256:<64 hex> or sha512:<128 hex>)",
-                )  # fmt: skip
+                )
             algorithm, _ = split_digest(digest)
             if session.hasher is not None and session.hasher.name == algorithm:
                 actual = f"{algorithm}:{session.hasher.hexdigest()}"
@@ -223,11 +227,12 @@ class Uploads:
                 actual = hash_file(session.data, algorithm)
             if actual != digest:
                 raise ApiError(
-                    400, DIGEST_INVALID,
+                    400,
+                    DIGEST_INVALID,
                     f"the uploaded content ({session.offset} bytes) has digest {actual}, "
                     f"not {digest}",
                     detail={"digest": digest},
-                )  # fmt: skip
+                )
             self.storage.commit_blob(session.data, digest)
             self.storage.link_blob(session.name, digest)
         finally:
@@ -237,7 +242,8 @@ class Uploads:
 def range_not_satisfiable(session: Session) -> ApiError:
     # distribution-spec: out-of-order chunk → 416 with the current Range and Location.
     return ApiError(
-        416, BLOB_UPLOAD_INVALID,
+        416,
+        BLOB_UPLOAD_INVALID,
         f"chunk does not start at the upload's current offset {session.offset}",
         headers={
             "Location": session.location(),
@@ -245,7 +251,7 @@ def range_not_satisfiable(session: Session) -> ApiError:
             "Docker-Upload-UUID": session.id,
             "Blob-Upload-Session-ID": session.id,
         },
-    )  # fmt: skip
+    )
 
 
 def _last_modified(directory: Path) -> float:

@@ -1,0 +1,238 @@
+"""Detached servers: start one in the background, find it, stop it.
+
+A detached server is ``python -m mpkit registry serve …`` in its own session, logging
+to ``<root>/registry.log`` and recording itself in ``<root>/server.json``. ``stop``
+signals only the pid recorded there, and only while that root's lock is held (a dead
+server's stale record is removed instead), so a recycled pid is never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mpkit.errors import MpkitError
+from mpkit.server.config import ServerConfig, format_addr, parse_addr
+from mpkit.server.rootlock import lock_held
+from mpkit.server.server import LOG_FILE, STATE_FILE, ServerState, wait_until
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ServerHandle:
+    """A registry that answers at ``addr``; ``pid``/``root`` are known when mpkit runs it."""
+
+    addr: str
+    url: str
+    pid: int | None = None
+    root: Path | None = None
+    started: str | None = None
+    tls: bool = False
+    auth: bool = False
+    log: Path | None = None
+    started_now: bool = False  # True when this call started it
+
+    @classmethod
+    def from_state(cls, state: ServerState, *, started_now: bool = False) -> ServerHandle:
+        root = Path(state.root)
+        return cls(
+            addr=state.addr,
+            url=state.url,
+            pid=state.pid,
+            root=root,
+            started=state.started,
+            tls=state.tls,
+            auth=state.auth,
+            log=root / LOG_FILE,
+            started_now=started_now,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "addr": self.addr,
+            "url": self.url,
+            "pid": self.pid,
+            "root": str(self.root) if self.root else None,
+            "started": self.started,
+            "tls": self.tls,
+            "auth": self.auth,
+            "log": str(self.log) if self.log else None,
+            "started_now": self.started_now,
+        }
+
+
+def status(root: Path) -> ServerHandle | None:
+    """The server using *root*, or None (a stale ``server.json`` is removed)."""
+    state_path = root / STATE_FILE
+    state = ServerState.read(state_path)
+    if not lock_held(root):
+        if state is not None:
+            with contextlib.suppress(FileNotFoundError):
+                state_path.unlink()
+        return None
+    return ServerHandle.from_state(state) if state is not None else None
+
+
+def stop(root_or_state_file: Path, *, timeout: float = STOP_TIMEOUT) -> ServerHandle | None:
+    """Stop the server recorded for a root (or in a ``server.json``); what was stopped.
+
+    SIGTERM first; SIGKILL if it has not let go of the root after *timeout* seconds.
+    Returns None when nothing was running.
+    """
+    path = Path(root_or_state_file)
+    root = path.parent if path.name == STATE_FILE else path
+    handle = status(root)
+    if handle is None or handle.pid is None:
+        return None
+    if handle.pid == os.getpid():
+        raise MpkitError(
+            f"the registry for {root} runs inside this process; stop it from there",
+            hint="call Server.shutdown() on the embedded server",
+        )
+    _signal(handle.pid, signal.SIGTERM)
+    if not wait_until(lambda: not lock_held(root), timeout):
+        _signal(handle.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        if not wait_until(lambda: not lock_held(root), 5.0):
+            raise MpkitError(
+                f"the registry (pid {handle.pid}) did not stop",
+                hint=f"check the process and its log {root / LOG_FILE}",
+            )
+    with contextlib.suppress(FileNotFoundError):
+        recorded = ServerState.read(root / STATE_FILE)
+        if recorded is not None and recorded.pid == handle.pid:
+            (root / STATE_FILE).unlink()
+    return handle
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def serve_argv(config: ServerConfig) -> list[str]:
+    """The command line of a foreground server for *config* (files by path, no secrets)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "mpkit",
+        "registry",
+        "serve",
+        "--addr",
+        config.addr,
+        "--root",
+        str(config.root),
+        "--upload-ttl",
+        repr(config.upload_ttl),
+    ]
+    if config.htpasswd is not None:
+        argv += ["--htpasswd", str(config.htpasswd)]
+    if config.tls_cert is not None and config.tls_key is not None:
+        argv += ["--tls-cert", str(config.tls_cert), "--tls-key", str(config.tls_key)]
+    if config.insecure_open:
+        argv.append("--insecure-open")
+    return argv
+
+
+def start_detached(config: ServerConfig, *, timeout: float = START_TIMEOUT) -> ServerHandle:
+    """Start a background server for *config* and wait until it answers."""
+    config.validate()
+    config.root.mkdir(parents=True, exist_ok=True)
+    running = status(config.root)
+    if running is not None:
+        raise MpkitError(
+            f"a registry already serves {config.root} at {running.addr} (pid {running.pid})",
+            hint="use it, or stop it first with 'mpkit registry stop'",
+        )
+    log_path = config.root / LOG_FILE
+    options: dict[str, Any] = {}
+    if os.name == "nt":  # pragma: no cover
+        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
+    else:
+        options["start_new_session"] = True
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(
+            serve_argv(config),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            **options,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise MpkitError(
+                f"the registry exited with status {child.returncode} while starting",
+                hint=f"its log {log_path} says: {_tail(log_path)}",
+            )
+        state = ServerState.read(config.root / STATE_FILE)
+        if state is not None and state.pid == child.pid and answers(state.addr, tls=state.tls):
+            return ServerHandle.from_state(state, started_now=True)
+        time.sleep(0.05)
+    _signal(child.pid, signal.SIGTERM)
+    raise MpkitError(
+        f"the registry did not answer on {config.addr} within {timeout:.0f} s",
+        hint=f"see its log {log_path}",
+    )
+
+
+def ensure_running(addr: str, root: Path, **options: Any) -> ServerHandle:
+    """A registry answering at *addr*: the one already there, else a new detached server.
+
+    *options* are further :class:`ServerConfig` fields (``htpasswd``, ``tls_cert``, …)
+    used only when a server has to be started.
+    """
+    host, port = parse_addr(addr)
+    wanted = format_addr(host, port)
+    running = status(root)
+    if running is not None and (running.addr == wanted or port == 0):
+        return running
+    tls = bool(options.get("tls_cert"))
+    if port != 0 and answers(wanted, tls=tls):
+        return ServerHandle(addr=wanted, url=f"{'https' if tls else 'http'}://{wanted}")
+    if running is not None:
+        raise MpkitError(
+            f"the registry for {root} already runs at {running.addr}, not {wanted}",
+            hint=f"push to {running.addr}, or stop it with 'mpkit registry stop --root {root}'",
+        )
+    return start_detached(ServerConfig(root=root, host=host, port=port, **options))
+
+
+def answers(addr: str, *, tls: bool = False, timeout: float = 1.0) -> bool:
+    """True when something at *addr* answers ``GET /v2/`` over HTTP(S) (any status)."""
+    host, port = parse_addr(addr)
+    conn: http.client.HTTPConnection
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # a liveness probe of our own server only
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/v2/")
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _tail(path: Path, limit: int = 600) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return text[-limit:].strip() or "(empty)"
