@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ from tests.fixtures.registry import RegistryServer  # noqa: E402
 # containers/image keeps root's blob-info cache here whatever HOME says.
 CONTAINERS_SYSTEM_CACHE = Path("/var/lib/containers/cache")
 LOOPBACK_NO_PROXY = "127.0.0.1,localhost"
+STOP_GRACE_SECONDS = 15.0  # for a child asked to stop when the benchmark is interrupted
 # Variables that would point a tool at the user's own credentials, state or registry.
 _LEAKY_PREFIXES = ("MPKIT_", "REGISTRY_", "DOCKER_", "CONTAINERS_", "XDG_")
 
@@ -107,25 +110,45 @@ def run_timed(
     """Run *argv* to completion and time it with ``perf_counter`` (spawn to exit).
 
     Every command is spawned the same way (fork, then *preexec* or nothing, then
-    exec), so tools compared with each other pay the same start-up cost.
+    exec), so tools compared with each other pay the same start-up cost. If the wait is
+    interrupted (timeout, SIGTERM/SIGINT turned into an exception), the child is asked to
+    stop first (SIGTERM, so that e.g. podman removes its build container), then killed.
     """
     start = time.perf_counter()
-    completed = subprocess.run(
+    process = subprocess.Popen(
         list(argv),
         env=dict(env),
         stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         preexec_fn=preexec or _no_preexec,  # the caller is single-threaded
-        check=False,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        raise BenchError(f"{shlex.join(argv)} took longer than {timeout:.0f} s") from None
+    except BaseException:
+        _stop(process)
+        raise
     seconds = time.perf_counter() - start
-    if completed.returncode != 0:
+    if process.returncode != 0:
         raise BenchError(
-            f"{shlex.join(argv)} exited with status {completed.returncode}.\n"
-            f"stdout: {_tail(completed.stdout)}\nstderr: {_tail(completed.stderr)}"
+            f"{shlex.join(argv)} exited with status {process.returncode}.\n"
+            f"stdout: {_tail(stdout)}\nstderr: {_tail(stderr)}"
         )
-    return CommandRun(tuple(argv), seconds, completed.stdout, completed.stderr)
+    return CommandRun(tuple(argv), seconds, stdout, stderr)
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM, then SIGKILL after *grace* seconds; always reaps the child."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
 
 
 def _no_preexec() -> None:
@@ -285,6 +308,65 @@ def fresh_registry(workdir: Path) -> Iterator[RegistryServer]:
     finally:
         registry.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def registry_blob_sizes(registry: RegistryServer) -> dict[str, int]:
+    """Digest → size of every blob the registry stores (layers, configs and manifests).
+
+    Read from the filesystem driver's storage, so it counts what the registry kept, not
+    what a client said it sent. Comparing two snapshots gives a push's new blobs.
+    """
+    root = registry.storage_root / "docker/registry/v2/blobs"
+    sizes: dict[str, int] = {}
+    for data in root.glob("*/*/*/data"):
+        blob_dir = data.parent
+        algorithm = blob_dir.parent.parent.name
+        sizes[f"{algorithm}:{blob_dir.name}"] = data.stat().st_size
+    return sizes
+
+
+MANIFEST_ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+
+
+@dataclass(frozen=True)
+class ServedManifest:
+    """The manifest bytes a registry serves for a reference, and what they describe."""
+
+    raw: bytes
+    digest: str  # sha256 of raw
+    config: Mapping[str, object]
+    layers: tuple[Mapping[str, object], ...]
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return tuple(int(str(layer["size"])) for layer in self.layers)
+
+
+def served_manifest(host: str, repository: str, reference: str) -> ServedManifest:
+    """GET the image manifest of ``host/repository:reference`` over plain HTTP (loopback).
+
+    distribution-spec: GET /v2/<name>/manifests/<reference> with an Accept header.
+    """
+    url = f"http://{host}/v2/{repository}/manifests/{reference}"
+    request = urllib.request.Request(url, headers={"Accept": MANIFEST_ACCEPT})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    try:
+        with opener.open(request, timeout=30) as response:
+            raw = response.read()
+    except OSError as error:
+        raise BenchError(f"GET {url} failed: {error}") from error
+    document = json.loads(raw)
+    return ServedManifest(
+        raw=raw,
+        digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+        config=document["config"],
+        layers=tuple(document["layers"]),
+    )
 
 
 # --- results ---------------------------------------------------------------------------
