@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpkit.errors import MpkitError
-
 # Problem codes: one per exact reason a cloud proxy would fail to install the pack.
 UNSAFE_PACK = "unsafe_pack"
 INCONSISTENT_PACK = "inconsistent_pack"
@@ -43,12 +41,6 @@ class Problem:
         if self.digest:
             out["digest"] = self.digest
         return out
-
-    def as_error(self) -> MpkitError:
-        """For printing through the CLI's error channel."""
-        error = MpkitError(self.message, hint=self.hint)
-        error.code = self.code
-        return error
 
 
 @dataclass(frozen=True)
@@ -195,9 +187,14 @@ class VerifyReport:
         """One line: the verdict and its main reason (for `mpkit build`'s last line)."""
         target = self.image or str(self.pack)
         if self.ok:
-            how = "anonymously, as a cloud proxy does" if self.anonymous else "with credentials"
             size = f", {_size(self.total_size)}" if self.total_size is not None else ""
-            return f"verify ok: {target} pulls {how} ({self.platform or 'linux/amd64'}{size})"
+            facts = f"({self.platform or 'linux/amd64'}{size})"
+            if self.anonymous:
+                return f"verify ok: {target} pulls anonymously, as a cloud proxy does {facts}"
+            text = f"verify ok with credentials: {target} is complete {facts}"
+            if self.anonymous_pull != "allowed":
+                text += "; anonymous pulls fail, so preload it on every cloud proxy"
+            return text
         first = self.problems[0]
         more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         return f"verify failed: {first.message}{more}"

@@ -40,8 +40,7 @@ class PackImage:
             repository = Repository(normalize_registry(registry), self.repository)
         except InvalidReferenceError as exc:
             raise PackError(
-                f"the pack's image location {registry}/{self.repository} is invalid: "
-                f"{exc.message}",
+                f"the pack's image location {registry}/{self.repository} is invalid: {exc.message}",
                 hint="rebuild the pack with mpkit build",
             ) from None
         return Reference(repository, tag=self.tag, digest=self.digest)

@@ -13,6 +13,12 @@ from mpkit.verify.remote import check_remote, probe_anonymous
 from mpkit.verify.report import Problem, VerifyReport
 from mpkit.verify.target import DEFAULT_REGISTRY_HINT, pack_image, read_pack
 
+_ANONYMOUS_OUTCOMES = {
+    "denied": "are denied",
+    "missing": "find no such image",
+    "unknown": "could not be checked",
+}
+
 
 def verify_pack(
     path: Path,
@@ -79,8 +85,9 @@ def verify_pack(
         with open_client(ref.registry, options=options, anonymous=True) as anonymous:
             report.anonymous_pull = probe_anonymous(anonymous, ref)
         if report.anonymous_pull != "allowed":
+            outcome = _ANONYMOUS_OUTCOMES.get(report.anonymous_pull, "fail")
             report.warnings.append(
-                f"anonymous pulls of {ref.registry}/{ref.path} are {report.anonymous_pull}: "
+                f"anonymous pulls of {ref.registry}/{ref.path} {outcome}: "
                 "a cloud proxy installs this pack only if the image is preloaded on it "
                 f"('{pack_hint}'), or once the repository is public"
             )
