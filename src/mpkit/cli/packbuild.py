@@ -54,6 +54,11 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, positional: bool) ->
     )
     parser.add_argument("--no-ttl", action="store_true", help="never prompt")
     parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the cloud proxy's checks (anonymous pull) at the end",
+    )
+    parser.add_argument(
         "-P",
         "--port",
         type=int,
@@ -139,6 +144,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         use_default_registry=args.use_default_registry,
         credential=_credential(args, out),
         insecure_collector=args.insecure_collector_communication,
+        verify=not args.no_verify,
         engine=args.engine,
         wheelhouse=args.wheelhouse,
     )

@@ -29,6 +29,7 @@ from mpkit.registry.responses import rate_limit_note
 from mpkit.registry.stats import TransferStats
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
+from mpkit.verify import VerifyReport, verify_pack
 from mpkit.workflow.access import Targets, choose_targets, connect_for_push
 from mpkit.workflow.buildlog import build_log
 from mpkit.workflow.interaction import Prompter, Reporter
@@ -49,6 +50,7 @@ class PackBuildOptions:
     use_default_registry: bool = False
     credential: Credential | None = None  # from flags / stdin / environment
     insecure_collector: bool = False
+    verify: bool = True  # run the cloud proxy's checks on the finished pack
     engine: str = "auto"
     wheelhouse: Path | None = None
 
@@ -66,6 +68,7 @@ class PackBuildOutcome:
     build: BuildResult
     saved_repository: str | None = None
     warnings: list[str] = field(default_factory=list)
+    verification: VerifyReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +92,7 @@ class PackBuildOutcome:
             "push": self.stats.to_dict(),
             "saved_container_repository": self.saved_repository,
             "warnings": self.warnings,
+            "verify": self.verification.to_dict() if self.verification else None,
             "seconds": round(self.seconds, 3),
         }
 
@@ -142,12 +146,26 @@ def build_pack_flow(
         saved = _save_repository(project, targets)
         remember_project(options.global_config, project.root)  # as the SDK does
         log.info("pack %s, image %s@%s", pack, targets.pull, digest)
+        verification = _verify(pack, options, reporter) if options.verify else None
     return PackBuildOutcome(
         pack=pack, image=Reference(targets.pull, tag, digest), pushed_to=pushed.reference,
         digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
         seconds=time.monotonic() - started, build=result, saved_repository=saved,
-        warnings=warnings,
+        warnings=warnings, verification=verification,
     )  # fmt: skip
+
+
+def _verify(pack: Path, options: PackBuildOptions, reporter: Reporter) -> VerifyReport:
+    """Issue #5: a failed verify is a warning on the build, which itself succeeded."""
+    report = verify_pack(pack, options=options.client_options)
+    log.info("%s", report.summary())
+    if report.ok:
+        reporter.info(report.summary())
+    else:
+        reporter.warn(report.summary())
+        for problem in report.problems:
+            reporter.warn(f"{problem.message}" + (f" ({problem.hint})" if problem.hint else ""))
+    return report
 
 
 def _both(reporter: Reporter) -> Any:
