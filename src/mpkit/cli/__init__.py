@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from mpkit import __version__
-from mpkit.cli import auth, cache, image, packbuild, registry
+from mpkit.cli import auth, cache, image, init, packbuild, registry, verify
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
 from mpkit.errors import EXIT_FAILED, MpkitError
@@ -24,9 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     packbuild.register(commands)
+    init.register(commands)
     auth.register(commands)
     image.register(commands)
     cache.register(commands)
+    verify.register(commands)
     registry.register(commands)
     return parser
 

@@ -1,0 +1,114 @@
+"""describe.xml from the adapter's own definition (issue #7).
+
+Most SDK projects ship no conf/describe.xml: the build asks the adapter for its
+definition (:func:`adapter_definition`, in the image or on the host) and turns it into
+describe.xml plus resources.properties (:func:`generate_describe`).
+:func:`describe_for_build` does both for ``mpkit build``, or checks the project's own
+describe.xml when it has one.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpkit.describe.convert import UnitType
+from mpkit.describe.definition import DEFAULT_API_VERSION, DefinitionResult, adapter_definition
+from mpkit.describe.errors import AdapterDefinitionError, AdapterKindMismatchError, DescribeError
+from mpkit.describe.generate import (
+    check_adapter_kind,
+    fix_manifest_adapter_kind,
+    generate_describe,
+    offer_manifest_fix,
+)
+from mpkit.describe.schema import schema_for, validate_describe
+from mpkit.image.types import Image
+from mpkit.project.model import Project
+from mpkit.workflow.interaction import Prompter
+
+__all__ = [
+    "AdapterDefinitionError",
+    "AdapterKindMismatchError",
+    "BuildDescribe",
+    "DefinitionResult",
+    "DescribeError",
+    "UnitType",
+    "adapter_definition",
+    "check_adapter_kind",
+    "describe_for_build",
+    "fix_manifest_adapter_kind",
+    "generate_describe",
+    "offer_manifest_fix",
+]
+
+
+@dataclass(frozen=True)
+class BuildDescribe:
+    """What the pack writer needs: ``build_pack(describe_xml=…, resources_properties=…,
+    api_version=…)``. The describe bytes are None when the project ships its own."""
+
+    project: Project  # reloaded if manifest.txt was fixed on the terminal
+    describe_xml: bytes | None
+    resources_properties: bytes | None
+    api_version: str
+    definition: DefinitionResult | None  # None for a project with conf/describe.xml
+
+
+def describe_for_build(
+    project: Project,
+    image: Image,
+    *,
+    prompter: Prompter | None = None,
+    engine: str | None = "auto",
+    way: str = "auto",
+    pushed_reference: str | None = None,
+    insecure_registries: Collection[str] = (),
+    cache_dir: Path | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> BuildDescribe:
+    """describe.xml for the pack: generated from the adapter, or the project's own.
+
+    An adapter-kind mismatch with manifest.txt is offered for fixing on a terminal
+    (*prompter*), and otherwise raised with the fix named.
+    """
+    static = project.root / "conf" / "describe.xml"
+    if static.is_file():
+        project = _check_static(project, static, prompter)
+        return BuildDescribe(project, None, None, DEFAULT_API_VERSION, None)
+    result = adapter_definition(
+        project, image, engine=engine, way=way, pushed_reference=pushed_reference,
+        insecure_registries=insecure_registries, cache_dir=cache_dir, log=log,
+    )  # fmt: skip
+    log(f"adapter definition: {result.way} way ({result.reason}); API version "
+        f"{result.api_version} ({result.api_version_source})")  # fmt: skip
+    try:
+        describe_xml, properties = generate_describe(
+            result.definition, project, units=result.units, log=log
+        )
+    except AdapterKindMismatchError as error:
+        if prompter is None:
+            raise
+        project = offer_manifest_fix(project, error, prompter)
+        describe_xml, properties = generate_describe(
+            result.definition, project, units=result.units, log=log
+        )
+    return BuildDescribe(project, describe_xml, properties, result.api_version, result)
+
+
+def _check_static(project: Project, path: Path, prompter: Prompter | None) -> Project:
+    """The project's own describe.xml: valid against the schema, and the manifest's kind."""
+    data = path.read_bytes()
+    try:
+        key = ET.fromstring(data).get("key") or ""  # noqa: S314 (the project's own file)
+    except ET.ParseError as exc:
+        raise DescribeError(f"{path} is not well-formed XML: {exc}") from None
+    validate_describe(data, schema_for(project.root), what=str(path))
+    try:
+        check_adapter_kind({"adapter_key": key}, project)
+    except AdapterKindMismatchError as error:
+        if prompter is None:
+            raise
+        return offer_manifest_fix(project, error, prompter)
+    return project

@@ -1,0 +1,307 @@
+"""Ask the built adapter for its definition without a Docker daemon (issue #7, SPEC §6).
+
+The adapter_definition command of commands.cfg is run as ``<command> <input> <output>``
+and writes its definition as JSON into the output file, as under the SDK's server.
+There are two ways to run it:
+
+- **image**: inside the built image with podman or docker (the most faithful: the
+  image's own Python, packages, user and working directory). The image's REST server is
+  asked ``GET /apiVersion`` in the same container.
+- **host**: with the host's Python on the image's installed packages and app/, copied
+  out of the layers, when the host can load them (same Python major.minor; compiled
+  code only for this host's platform). The API version is then the SDK's 1.0.0.
+
+``way="auto"`` takes the image way when an engine works, else the host way, and the
+result says which and why.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mpkit.describe.convert import UnitType, parse_units
+from mpkit.describe.errors import AdapterDefinitionError, DescribeError
+from mpkit.describe.hostway import HostUnsuitable, plan_host_run, prepare_host_run, run_on_host
+from mpkit.describe.imageway import (
+    EngineFailure,
+    available_engines,
+    image_job,
+    run_in_image,
+    write_job,
+)
+from mpkit.image.types import Image
+from mpkit.project.model import Project
+
+Way = Literal["image", "host"]
+WAYS = ("auto", "image", "host")
+DEFAULT_API_VERSION = "1.0.0"
+DEFAULT_TIMEOUT = 300.0
+RUNNER = Path(__file__).with_name("runner.py")
+QUOTED_LINES = 30
+
+
+@dataclass(frozen=True)
+class DefinitionResult:
+    """What the adapter said about itself, and how it was asked."""
+
+    definition: dict[str, Any]  # AdapterDefinition.to_json()
+    api_version: str  # for <KIND>.conf; "1.0.0" when the adapter could not be asked
+    way: Way
+    reason: str  # why this way was used
+    api_version_source: str  # where api_version came from
+    engine: str | None = None  # "podman"/"docker" for the image way
+    units: tuple[UnitType, ...] = ()  # the adapter library's unit table, if it has one
+    stderr: str = ""  # what the command wrote to stderr (for the build log)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "way": self.way,
+            "reason": self.reason,
+            "engine": self.engine,
+            "adapter_kind": self.definition.get("adapter_key"),
+            "api_version": self.api_version,
+            "api_version_source": self.api_version_source,
+            "unit_types": len(self.units),
+            "notes": list(self.notes),
+        }
+
+
+def adapter_definition(
+    project: Project,
+    image: Image,
+    *,
+    engine: str | None = "auto",
+    way: str = "auto",
+    pushed_reference: str | None = None,
+    insecure_registries: Collection[str] = (),
+    cache_dir: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    log: Callable[[str], None] = lambda _m: None,
+) -> DefinitionResult:
+    """Run *project*'s adapter_definition command from the built *image*.
+
+    *engine* is the build's ``--engine`` choice ("auto", "podman", "docker"; "none" or
+    "buildah" rule out the image way). *way* forces "image" or "host". With
+    *pushed_reference* (where the build pushed *image*) the engine pulls instead of
+    loading an archive. *cache_dir* is the build cache (layer listings are kept there).
+    """
+    if way not in WAYS:
+        raise DescribeError(
+            f"unknown way {way!r} to run the adapter", hint="use auto, image or host"
+        )
+    log(f"asking the adapter of {project.manifest.display_name} for its definition")
+    engines = available_engines(engine) if way != "host" else []
+    refusals: list[str] = []
+    if way in ("auto", "image"):
+        if not engines:
+            refusals.append(_no_engine(engine))
+        for program in engines:
+            try:
+                return _image_way(image, program, pushed_reference,
+                                  insecure_registries, timeout, refusals, log)  # fmt: skip
+            except EngineFailure as exc:
+                refusals.append(f"{Path(program).name} failed: {exc}")
+                log(refusals[-1])
+    if way in ("auto", "host"):
+        try:
+            return _host_way(image, cache_dir, timeout, refusals, log)
+        except HostUnsuitable as exc:
+            refusals.append(f"the host way is not possible: {exc}")
+    raise AdapterDefinitionError(
+        "cannot run the adapter's adapter_definition command to generate describe.xml: "
+        + "; ".join(refusals),
+        hint="install podman (or run a docker daemon) so mpkit can run the image, or use a "
+        "host Python of the image's version; or add conf/describe.xml to the project",
+    )
+
+
+def _no_engine(engine: str | None) -> str:
+    if engine in ("none", "buildah"):
+        return f"--engine {engine} rules out running the image"
+    if engine in ("podman", "docker"):
+        return f"{engine} is not installed"
+    return "no container engine (podman or docker) is installed"
+
+
+def _image_way(
+    image: Image,
+    engine: str,
+    pushed_reference: str | None,
+    insecure_registries: Collection[str],
+    timeout: float,
+    refusals: list[str],
+    log: Callable[[str], None],
+) -> DefinitionResult:
+    name = Path(engine).name
+    with _scratch() as io_dir:
+        write_job(io_dir, image_job(image, timeout))
+        log(f"running the adapter's definition command in the image with {name}")
+        run_in_image(engine, image, io_dir, pushed_reference=pushed_reference,
+                     insecure_registries=insecure_registries, timeout=timeout, log=log)  # fmt: skip
+        result = _read_result(io_dir)
+        outcome = _definition(io_dir, result, "the image")
+    reason = f"{name} ran the built image (the most faithful way)"
+    if refusals:
+        reason += f"; before that, {'; '.join(refusals)}"
+    api_version, source = _api_version(result, name)
+    return DefinitionResult(
+        definition=outcome, api_version=api_version, way="image", reason=reason,
+        api_version_source=source, engine=name, units=_units(result, log),
+        stderr=str(result.get("stderr") or ""),
+    )  # fmt: skip
+
+
+def _host_way(
+    image: Image,
+    cache_dir: Path | None,
+    timeout: float,
+    refusals: list[str],
+    log: Callable[[str], None],
+) -> DefinitionResult:
+    plan = plan_host_run(image, cache_dir)
+    with _scratch() as io_dir:
+        job, env = prepare_host_run(plan, image, io_dir, timeout, cache_dir)
+        write_job(io_dir, job)
+        log(f"running the adapter's definition command with this host's Python "
+            f"{plan.target.version} on the image's packages")  # fmt: skip
+        run_on_host(io_dir, env, timeout)
+        result = _read_result(io_dir)
+        outcome = _definition(io_dir, result, "the host")
+    reason = (
+        f"{'; '.join(refusals)}; " if refusals else ""
+    ) + f"this host's Python {plan.target.version} can load the image's packages and app"
+    return DefinitionResult(
+        definition=outcome, api_version=DEFAULT_API_VERSION, way="host", reason=reason,
+        api_version_source="default: the host way cannot run the image's REST server, whose "
+        "GET /apiVersion answers 1.0.0 in every SDK base",
+        units=_units(result, log), stderr=str(result.get("stderr") or ""),
+    )  # fmt: skip
+
+
+class _scratch:
+    """A scratch directory any container user may write, with the runner in it."""
+
+    def __enter__(self) -> Path:
+        self.path = Path(tempfile.mkdtemp(prefix="mpkit-definition-"))
+        self.path.chmod(0o777)
+        shutil.copyfile(RUNNER, self.path / "runner.py")
+        (self.path / "input.json").write_text("{}")
+        output = self.path / "output.json"
+        output.touch()
+        output.chmod(0o666)  # a rootless engine's container user is not the file's owner
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _read_result(io_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((io_dir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise EngineFailure("the definition runner wrote no result") from None
+    if not isinstance(data, dict):
+        raise EngineFailure("the definition runner wrote no result")
+    return data
+
+
+def _definition(io_dir: Path, result: Mapping[str, Any], where: str) -> dict[str, Any]:
+    command = " ".join(result.get("command") or ["adapter_definition"])
+    what = f"the adapter_definition command `{command}` (commands.cfg) in {where}"
+    stderr = str(result.get("stderr") or "")
+    quoted = _quote(result)
+    if result.get("start_error"):
+        raise AdapterDefinitionError(
+            f"cannot start {what}: {result['start_error']}{quoted}",
+            hint="check the adapter_definition line of commands.cfg: it names the program and "
+            "script as the image sees them, e.g. /usr/local/bin/python app/adapter.py "
+            "adapter_definition",
+            stderr=stderr,
+        )
+    if result.get("timed_out"):
+        raise AdapterDefinitionError(f"{what} did not finish in time{quoted}", stderr=stderr,
+                                     hint="the definition must not wait for the network or "
+                                     "for input; it only describes the adapter")  # fmt: skip
+    code = result.get("exit_code")
+    if code != 0:
+        raise AdapterDefinitionError(
+            f"{what} failed with exit status {code}{quoted}",
+            hint="fix the error above in the adapter's definition code (run the command "
+            "locally, e.g. 'python app/adapter.py adapter_definition in.json out.json')",
+            stderr=stderr,
+        )
+    raw = (io_dir / "output.json").read_bytes()
+    if not raw.strip():
+        raise AdapterDefinitionError(
+            f"{what} succeeded but wrote no definition to its output file{quoted}",
+            hint="end the definition with definition.send_results() (or write the JSON to the "
+            "last argument), or ship conf/describe.xml in the project",
+            stderr=stderr,
+        )
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        head = raw[:200].decode("utf-8", "replace")
+        raise AdapterDefinitionError(
+            f"{what} wrote invalid JSON ({exc}); it begins with {head!r}{quoted}",
+            hint="write the definition with AdapterDefinition.send_results(), which writes "
+            "valid JSON; print nothing else into the output file",
+            stderr=stderr,
+        ) from None
+    if not isinstance(data, dict) or "adapter_key" not in data:
+        raise AdapterDefinitionError(
+            f"{what} wrote JSON that is not an adapter definition (no adapter_key){quoted}",
+            hint="write the JSON of AdapterDefinition.to_json() "
+            "(vmware-aria-operations-integration-sdk-lib)",
+            stderr=stderr,
+        )
+    return data
+
+
+def _quote(result: Mapping[str, Any]) -> str:
+    """The command's stderr (else stdout) and changed log files, indented."""
+    parts = []
+    for key, label in (("stderr", "stderr"), ("stdout", "stdout")):
+        text = str(result.get(key) or "").strip()
+        if text:
+            parts.append(f"\n{label}:\n" + _indent(text))
+            break
+    logs = result.get("logs") or {}
+    if isinstance(logs, Mapping):
+        for path, text in logs.items():
+            if str(text).strip():
+                parts.append(f"\nlog {path}:\n" + _indent(str(text)))
+    return "".join(parts)
+
+
+def _indent(text: str) -> str:
+    lines = text.strip().splitlines()[-QUOTED_LINES:]
+    return "\n".join(f"  {line}" for line in lines)
+
+
+def _api_version(result: Mapping[str, Any], engine: str) -> tuple[str, str]:
+    version = result.get("api_version")
+    if isinstance(version, str) and version:
+        return version, f"GET /apiVersion of the image's server (run by {engine})"
+    problem = result.get("api_version_error") or "the image has no ENTRYPOINT or CMD"
+    return DEFAULT_API_VERSION, f"default ({problem})"
+
+
+def _units(result: Mapping[str, Any], log: Callable[[str], None]) -> tuple[UnitType, ...]:
+    if result.get("units") is None:
+        if result.get("units_error"):
+            log(f"no unit table from the adapter's library ({result['units_error']}); "
+                "describe.xml gets no UnitDefinitions")  # fmt: skip
+        return ()
+    try:
+        return parse_units(result["units"])
+    except AdapterDefinitionError as exc:
+        log(f"ignoring the adapter library's unit table: {exc.message}")
+        return ()

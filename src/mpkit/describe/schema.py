@@ -1,0 +1,88 @@
+"""Validate describe.xml against describeSchema.xsd (the project's, else mpkit's own).
+
+The SDK's schema is XSD 1.1 (it has ``xs:assert``), so validation uses xmlschema's
+XSD 1.1 validator. Nothing is fetched from the network: schemas may include only files
+beside them, and entity expansion is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import xmlschema
+
+from mpkit.describe.errors import DescribeError
+
+SCHEMA_NAME = "describeSchema.xsd"
+BUNDLED_SCHEMA = Path(__file__).with_name(SCHEMA_NAME)
+MAX_REPORTED = 5
+
+
+def project_schema(project_root: Path) -> Path | None:
+    """``conf/describeSchema.xsd`` of the project, if it has one."""
+    path = project_root / "conf" / SCHEMA_NAME
+    return path if path.is_file() else None
+
+
+def schema_for(project_root: Path) -> Path:
+    """The schema describe.xml must satisfy: the project's, else the one mpkit ships."""
+    return project_schema(project_root) or BUNDLED_SCHEMA
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime_ns: int, size: int) -> xmlschema.XMLSchema11:
+    del mtime_ns, size  # part of the cache key only
+    return xmlschema.XMLSchema11(path, allow="sandbox", defuse="always")
+
+
+def load_schema(path: Path) -> xmlschema.XMLSchema11:
+    try:
+        stat = path.stat()
+        return _load(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError as exc:
+        raise DescribeError(f"cannot read the describe schema {path}: {exc}") from None
+    except (xmlschema.XMLSchemaException, SyntaxError, ValueError) as exc:
+        raise DescribeError(
+            f"the describe schema {path} is not a usable XML schema: {_first_line(exc)}",
+            hint="restore conf/describeSchema.xsd from the SDK (or from a project made by "
+            "'mpkit init'), or remove it to validate with mpkit's own schema",
+        ) from None
+
+
+def describe_problems(describe_xml: bytes, schema_path: Path) -> list[str]:
+    """Every way *describe_xml* breaks the schema (empty when it is valid)."""
+    schema = load_schema(schema_path)
+    resource = xmlschema.XMLResource(io.BytesIO(describe_xml), allow="none", defuse="always")
+    problems = []
+    for error in schema.iter_errors(resource):
+        reason = getattr(error, "reason", None) or _first_line(error)
+        where = getattr(error, "path", None) or "describe.xml"
+        problems.append(f"{where}: {reason}")
+    return problems
+
+
+def validate_describe(
+    describe_xml: bytes, schema_path: Path, *, what: str = "the generated describe.xml"
+) -> None:
+    """Raise DescribeError naming the first problems when *describe_xml* is not valid."""
+    try:
+        problems = describe_problems(describe_xml, schema_path)
+    except ET.ParseError as exc:
+        raise DescribeError(f"{what} is not well-formed XML: {exc}") from None
+    if not problems:
+        return
+    shown = "; ".join(problems[:MAX_REPORTED])
+    more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
+    raise DescribeError(
+        f"{what} does not satisfy {schema_path}: {shown}{more}",
+        hint="fix the adapter definition (or the conf/*.xml fragment) named above; if the "
+        "schema itself is outdated, replace conf/describeSchema.xsd with the SDK's",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
