@@ -6,6 +6,7 @@ are gzipped deterministically (cached by diff_id) and mpkit's own client pushes 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -34,6 +35,20 @@ def find_engine(choice: str) -> str | None:
         if shutil.which(name):
             return name
     return None
+
+
+def engine_environment() -> dict[str, str]:
+    """The environment for engine commands.
+
+    podman 4 fails every command when $DOCKER_CONFIG names a directory without a
+    config.json ("stat …/config.json: no such file or directory"); such a directory holds
+    no credentials anyway, so leave the variable out.
+    """
+    env = dict(os.environ)
+    docker_config = env.get("DOCKER_CONFIG")
+    if docker_config and not (Path(docker_config) / "config.json").exists():
+        del env["DOCKER_CONFIG"]
+    return env
 
 
 def rewrite_from_lines(dockerfile: str, rewrites: Mapping[str, str]) -> str:
@@ -82,7 +97,12 @@ def engine_build(
             # gzipped into the cache right away.
             return _load(archive, tag, platform, cache)
         finally:
-            subprocess.run([program, "rmi", "-f", tag], capture_output=True, check=False)
+            subprocess.run(
+                [program, "rmi", "-f", tag],
+                capture_output=True,
+                check=False,
+                env=engine_environment(),
+            )
 
 
 def _build_argv(program: str, engine: str, recipe: Path, ignore: Path, context: Path, tag: str,
@@ -116,7 +136,13 @@ def _load(archive: Path, tag: str, platform: Platform, cache: LayerCache) -> Ima
 
 def _run(argv: list[str], log: Callable[[str], None], *, what: str) -> None:
     log(f"$ {' '.join(argv)}")
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=engine_environment(),
+    )
     assert process.stdout is not None
     tail: list[str] = []
     for line in process.stdout:

@@ -11,18 +11,18 @@ from typing import Any
 
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
-from mpkit.server import (
+from mpkit.server.config import (
     DEFAULT_ADDR,
+    DEFAULT_UPLOAD_TTL,
     LOG_FILE,
-    Server,
     ServerConfig,
     default_root,
+    is_loopback,
     parse_addr,
-    start_detached,
-    status,
-    stop,
 )
-from mpkit.server.config import DEFAULT_UPLOAD_TTL, is_loopback
+
+# The server modules themselves are imported by the commands that need them, so other
+# mpkit commands start without loading them.
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,6 +119,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
+    from mpkit.server.daemon import start_detached
+    from mpkit.server.server import Server
+
     config = config_from_args(args)
     config.validate()
     if config.htpasswd and not config.tls and not is_loopback(config.host):
@@ -150,6 +153,9 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
         server.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not stopping.is_set():
+        out.warn("the registry stopped unexpectedly; see the messages above")
+        return 1
     out.info("registry stopped")
     return 0
 
@@ -159,6 +165,8 @@ def _push_policy(config: ServerConfig) -> str:
 
 
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    from mpkit.server.daemon import status
+
     root = _root(args)
     handle = status(root)
     if handle is None:
@@ -174,6 +182,8 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_stop(args: argparse.Namespace, out: Output) -> int:
+    from mpkit.server.daemon import stop
+
     root = _root(args)
     handle = stop(root)
     if handle is None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from mpkit.build.engine import engine_environment
 from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Image
@@ -125,7 +126,7 @@ def _run(argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]
     try:
         return subprocess.run(
             argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-            check=False,
+            check=False, env=engine_environment(),
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise EngineFailure(f"{' '.join(argv[:2])} took longer than {timeout:.0f} s") from None

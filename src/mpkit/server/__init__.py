@@ -3,19 +3,31 @@
 Library entry points: :class:`Server` (embed a registry in this process),
 :func:`ensure_running` (a detached registry at an address, started if nothing answers),
 :func:`status` and :func:`stop` (by storage root).
+
+Names are imported on first use, so ``import mpkit.cli`` does not pay for the server.
 """
 
-from mpkit.server.config import DEFAULT_ADDR, ServerConfig, default_root, parse_addr
-from mpkit.server.daemon import (
-    ServerHandle,
-    answers,
-    ensure_running,
-    serve_argv,
-    start_detached,
-    status,
-    stop,
-)
-from mpkit.server.server import LOG_FILE, STATE_FILE, Server, ServerState
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mpkit.server.config import DEFAULT_ADDR as DEFAULT_ADDR
+    from mpkit.server.config import LOG_FILE as LOG_FILE
+    from mpkit.server.config import STATE_FILE as STATE_FILE
+    from mpkit.server.config import ServerConfig as ServerConfig
+    from mpkit.server.config import default_root as default_root
+    from mpkit.server.config import parse_addr as parse_addr
+    from mpkit.server.daemon import ServerHandle as ServerHandle
+    from mpkit.server.daemon import answers as answers
+    from mpkit.server.daemon import ensure_running as ensure_running
+    from mpkit.server.daemon import serve_argv as serve_argv
+    from mpkit.server.daemon import start_detached as start_detached
+    from mpkit.server.daemon import status as status
+    from mpkit.server.daemon import stop as stop
+    from mpkit.server.server import Server as Server
+    from mpkit.server.server import ServerState as ServerState
 
 __all__ = [
     "DEFAULT_ADDR",
@@ -34,3 +46,29 @@ __all__ = [
     "status",
     "stop",
 ]
+_HOMES = {
+    **dict.fromkeys(
+        ("DEFAULT_ADDR", "LOG_FILE", "STATE_FILE", "ServerConfig", "default_root", "parse_addr"),
+        "config",
+    ),
+    **dict.fromkeys(
+        (
+            "ServerHandle",
+            "answers",
+            "ensure_running",
+            "serve_argv",
+            "start_detached",
+            "status",
+            "stop",
+        ),
+        "daemon",
+    ),
+    **dict.fromkeys(("Server", "ServerState"), "server"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mpkit.server.{home}"), name)

@@ -7,7 +7,9 @@ before storage sees them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from mpkit.server import apierrors as codes
 from mpkit.server.apierrors import ApiError, bad_request, not_found
@@ -135,8 +137,6 @@ class RegistryApi:
             )
             if (form.get("grant_type") or [""])[0] != "password":
                 return json_response(400, {"error": "unsupported_grant_type"})
-            import base64
-
             user = (form.get("username") or [""])[0]
             password = (form.get("password") or [""])[0]
             authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -467,8 +467,6 @@ def _allowed(kind: str) -> str:
 
 
 def _digest_of(data: bytes, algorithm: str) -> str:
-    import hashlib
-
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
@@ -576,6 +574,4 @@ def _page(items: list[str], req: Request, path: str) -> tuple[list[str], str | N
 
 
 def _form(data: bytes) -> dict[str, list[str]]:
-    from urllib.parse import parse_qs
-
     return parse_qs(data.decode("utf-8", "replace"), keep_blank_values=True)

@@ -83,6 +83,13 @@ class Htpasswd:
             entries[user] = hashed.encode()
         if not entries:
             raise ConfigError(f"the htpasswd file {path} has no users", path=str(path), hint=hint)
+        try:
+            import bcrypt  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "--htpasswd needs the Python package bcrypt, which is not installed",
+                hint="pip install bcrypt (it is a dependency of mpkit; reinstall mpkit)",
+            ) from exc
         return cls(entries, path)
 
     def verify(self, user: str, password: str) -> bool:
@@ -94,7 +101,7 @@ class Htpasswd:
             known = self._verified.get(user)
         if known is not None and hmac.compare_digest(known, keyed):
             return True  # bcrypt is slow on purpose; a password that passed once is cached
-        import bcrypt
+        import bcrypt  # loaded only by servers with logins
 
         try:
             ok = bcrypt.checkpw(password.encode(), hashed)
@@ -127,6 +134,10 @@ class TokenSigner:
 
     def __init__(self, key: bytes) -> None:
         self.key = key
+
+    @classmethod
+    def ephemeral(cls) -> TokenSigner:
+        return cls(secrets.token_bytes(32))
 
     @classmethod
     def from_root(cls, root: Path) -> TokenSigner:

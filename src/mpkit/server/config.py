@@ -19,6 +19,8 @@ DEFAULT_MAX_UPLOADS = 1000
 DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_REQUEST_TIMEOUT = 120.0
 ROOT_ENV = "MPKIT_REGISTRY_ROOT"
+STATE_FILE = "server.json"  # in the root: pid and address of the server using it
+LOG_FILE = "registry.log"  # in the root: what a detached server prints
 
 
 def default_root() -> Path:

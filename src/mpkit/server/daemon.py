@@ -21,9 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.errors import MpkitError
-from mpkit.server.config import ServerConfig, format_addr, parse_addr
+from mpkit.server.config import (
+    LOG_FILE,
+    STATE_FILE,
+    ServerConfig,
+    format_addr,
+    is_loopback,
+    parse_addr,
+)
 from mpkit.server.rootlock import lock_held
-from mpkit.server.server import LOG_FILE, STATE_FILE, ServerState, wait_until
+from mpkit.server.server import ServerState, wait_until
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -196,7 +203,7 @@ def ensure_running(addr: str, root: Path, **options: Any) -> ServerHandle:
     host, port = parse_addr(addr)
     wanted = format_addr(host, port)
     running = status(root)
-    if running is not None and (running.addr == wanted or port == 0):
+    if running is not None and (port == 0 or _same_addr(running.addr, host, port)):
         return running
     tls = bool(options.get("tls_cert"))
     if port != 0 and answers(wanted, tls=tls):
@@ -207,6 +214,14 @@ def ensure_running(addr: str, root: Path, **options: Any) -> ServerHandle:
             hint=f"push to {running.addr}, or stop it with 'mpkit registry stop --root {root}'",
         )
     return start_detached(ServerConfig(root=root, host=host, port=port, **options))
+
+
+def _same_addr(addr: str, host: str, port: int) -> bool:
+    """*addr* is host:port, allowing ``localhost`` for the loopback address it bound."""
+    bound_host, bound_port = parse_addr(addr)
+    if bound_port != port:
+        return False
+    return bound_host == host or (is_loopback(bound_host) and is_loopback(host))
 
 
 def answers(addr: str, *, tls: bool = False, timeout: float = 1.0) -> bool:

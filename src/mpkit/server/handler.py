@@ -11,9 +11,11 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import re
 import socket
 import ssl
+import struct
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, BinaryIO
@@ -98,7 +100,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.client_address[0], format % args)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass  # our own access line is written in _handle
+        # Only http.server's own answers (malformed requests) come through here; ours are
+        # logged by _handle. Either way: one access line per request.
+        self._status = int(code) if str(code).isdigit() else 0
+        self._sent = 0
+        self._write_access(ANONYMOUS, time.monotonic(), f"{self.requestline[:300]}")
 
     # -- one request -----------------------------------------------------------------
     def _handle(self, unsupported: bool = False) -> None:
@@ -181,6 +187,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     # -- responses -------------------------------------------------------------------
     def _send_error(self, error: ApiError) -> None:
+        """Answer with *error* unless an answer already started; a vanished client is fine."""
+        try:
+            self._send_error_now(error)
+        except OSError:
+            self.close_connection = True
+
+    def _send_error_now(self, error: ApiError) -> None:
         if self._status:
             self.close_connection = True  # headers already went out: nothing to add
             return
@@ -194,7 +207,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         length = response.length if response.file is not None else len(response.body)
         head = self._head(response.status, response.headers, length)
-        self._status = response.status
+        if self.command == "HEAD" or response.file is None:
+            self._status = response.status
         if self.command == "HEAD":
             self.wfile.write(head)
             return
@@ -202,7 +216,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.wfile.write(head + response.body)
             self._sent = len(response.body)
             return
-        with open(response.file, "rb") as blob:
+        with open(response.file, "rb") as blob:  # opened before any byte of the answer goes out
+            self._status = response.status
             self.wfile.write(head)
             self._send_file(blob, response.offset, response.length)
 
@@ -233,21 +248,52 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 self._sent += len(data)
             return
         sock: socket.socket = self.connection
-        self._sent += sock.sendfile(blob, offset, length)
+        if not hasattr(os, "sendfile") or not hasattr(socket, "SO_SNDTIMEO"):
+            self._sent += sock.sendfile(blob, offset, length)
+        else:
+            self._sendfile_blocking(sock, blob, offset, length)
         if self._sent < length:
             raise OSError(errno.EIO, "a blob file is shorter than its size")
 
+    def _sendfile_blocking(self, sock: socket.socket, blob: BinaryIO, offset: int, n: int) -> None:
+        """``sendfile`` on a blocking socket: the kernel waits for the client, not Python.
+
+        (socket.sendfile on a socket with a timeout wakes this thread for every piece the
+        client drains.) SO_SNDTIMEO still frees the thread from a client that stalls.
+        """
+        timeout = sock.gettimeout()
+        seconds = int(self.server.config.request_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
+        sock.settimeout(None)
+        try:
+            while n > 0:
+                try:
+                    sent = os.sendfile(sock.fileno(), blob.fileno(), offset, n)
+                except BlockingIOError:
+                    raise TimeoutError("the client stopped reading") from None
+                if sent == 0:
+                    return  # end of file: the caller reports the short blob
+                offset += sent
+                n -= sent
+                self._sent += sent
+        finally:
+            sock.settimeout(timeout)
+
     def _access(self, identity: Identity, started: float) -> None:
+        target = self.path if len(self.path) <= 300 else self.path[:300] + "..."
+        self._write_access(identity, started, f"{self.command} {target} {self.request_version}")
+
+    def _write_access(self, identity: Identity, started: float, request: str) -> None:
         stream = self.server.access_log
         if stream is None:
             return
         elapsed = (time.monotonic() - started) * 1000
-        target = self.path if len(self.path) <= 300 else self.path[:300] + "..."
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # Control characters, non-ASCII and quotes are escaped: one line per request, always.
+        request = request.encode("unicode_escape").decode("ascii").replace('"', '\\"')
         line = (
-            f"{stamp} {self.client_address[0]} {identity.user or '-'} "
-            f'"{self.command} {target} {self.request_version}" {self._status} {self._sent} '
-            f"{elapsed:.1f}ms\n"
+            f'{stamp} {self.client_address[0]} {identity.user or "-"} "{request}" '
+            f"{self._status} {self._sent} {elapsed:.1f}ms\n"
         )
         with self.server.log_lock:
             try:

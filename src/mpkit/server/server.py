@@ -18,14 +18,11 @@ from mpkit import __version__
 from mpkit.errors import ConfigError, MpkitError
 from mpkit.server.api import RegistryApi
 from mpkit.server.auth import Authorizer, Htpasswd, TokenSigner
-from mpkit.server.config import ServerConfig
+from mpkit.server.config import STATE_FILE, ServerConfig
 from mpkit.server.httpserver import RegistryHTTPServer, tls_context
 from mpkit.server.rootlock import RootLock
 from mpkit.server.storage import Storage
 from mpkit.server.uploads import Uploads
-
-STATE_FILE = "server.json"
-LOG_FILE = "registry.log"
 
 
 @dataclass(frozen=True)
@@ -113,9 +110,9 @@ class Server:
             max_blob_bytes=config.max_blob_bytes,
         )
         self.uploads.expire()
-        api = RegistryApi(
-            config, storage, self.uploads, Authorizer(htpasswd, TokenSigner.from_root(config.root))
-        )
+        # Tokens only matter with logins; then their key is kept so they outlive a restart.
+        signer = TokenSigner.from_root(config.root) if htpasswd else TokenSigner.ephemeral()
+        api = RegistryApi(config, storage, self.uploads, Authorizer(htpasswd, signer))
         try:
             self.httpd = RegistryHTTPServer(config, api, context)
         except OSError as exc:
@@ -128,6 +125,19 @@ class Server:
                 else "check the address belongs to this machine",
             ) from exc
         self.httpd.access_log = self.access_log
+        self.state = ServerState(
+            pid=os.getpid(),
+            addr=self.address,
+            url=self.url,
+            root=str(config.root),
+            started=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            tls=config.tls,
+            auth=config.htpasswd is not None,
+        )
+        if self.record_state:  # before the first answer: whoever sees one finds the record
+            storage.write_atomic(
+                config.root / STATE_FILE, json.dumps(self.state.to_dict(), indent=2).encode()
+            )
         serve = threading.Thread(
             target=self.httpd.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -140,19 +150,6 @@ class Server:
         self._threads = [serve, janitor]
         for thread in self._threads:
             thread.start()
-        self.state = ServerState(
-            pid=os.getpid(),
-            addr=self.address,
-            url=self.url,
-            root=str(config.root),
-            started=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            tls=config.tls,
-            auth=config.htpasswd is not None,
-        )
-        if self.record_state:
-            storage.write_atomic(
-                config.root / STATE_FILE, json.dumps(self.state.to_dict(), indent=2).encode()
-            )
 
     def shutdown(self) -> None:
         """Stop accepting, stop the janitor, remove our state file and free the root."""

@@ -11,8 +11,9 @@ Layout under the root (every name, tag and digest is validated before it gets he
     _tmp/                                               temp files, renamed into place
 
 A blob appears under ``blobs/`` only by an atomic rename of a file whose digest was
-verified, and every other file is written to ``_tmp`` first and renamed, so a crash
-leaves either the old state or the new one, never a partial file. Repository links
+verified and whose bytes were synced to disk, and every other file is written to
+``_tmp`` first, synced and renamed, so a crash leaves either the old state or the new
+one, never a partial file. Repository links
 decide visibility: like distribution, a blob or manifest that exists in storage is
 still 404 in a repository that never received (or mounted) it.
 """
@@ -97,6 +98,8 @@ class Storage:
         try:
             with open(tmp, "wb") as out:
                 out.write(data)
+                out.flush()
+                os.fsync(out.fileno())  # on disk before it gets its name, as distribution does
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp.replace(target)
         finally:
@@ -120,11 +123,20 @@ class Storage:
             return None
 
     def commit_blob(self, source: Path, digest: str) -> None:
-        """Move a verified file into place as *digest* (kept if an equal one exists)."""
+        """Move a verified file into place as *digest* (kept if an equal one exists).
+
+        The bytes are synced to disk first, so a blob that has its name survives a power
+        cut too, not just a crash of the server.
+        """
         target = self.blob_path(digest)
         if target.exists():
             source.unlink()
             return
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         target.parent.mkdir(parents=True, exist_ok=True)
         source.replace(target)  # same content either way: a racing commit is harmless
 

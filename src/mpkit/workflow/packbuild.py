@@ -17,6 +17,7 @@ from typing import Any
 from mpkit.build.builder import BuildRequest, BuildResult, build_image
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
+from mpkit.describe import describe_for_build
 from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
 from mpkit.pack.writer import ImageLocation, build_pack
@@ -138,10 +139,22 @@ def build_pack_flow(
         warnings = _docker_hub_allowance(targets.pull, digest, options.client_options)
         for warning in warnings:
             reporter.warn(warning)
+        described = describe_for_build(
+            project, result.image,
+            prompter=prompter if prompter.interactive else None,
+            engine=options.engine if options.engine != "none" else None,
+            pushed_reference=str(pushed.reference),
+            insecure_registries=options.client_options.insecure_registries,
+            cache_dir=default_cache_dir(), log=_both(reporter),
+        )  # fmt: skip
+        project = described.project  # manifest.txt may have been fixed on request
         pack = build_pack(
             project,
             _location(targets.pull, digest, tag, options, project),
             insecure_collector=options.insecure_collector,
+            api_version=described.api_version,
+            describe_xml=described.describe_xml,
+            resources_properties=described.resources_properties,
         )
         saved = _save_repository(project, targets)
         remember_project(options.global_config, project.root)  # as the SDK does
