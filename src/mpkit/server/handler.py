@@ -57,6 +57,24 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.request.do_handshake()  # in this worker thread, never in the accept loop
         super().setup()
 
+    def handle(self) -> None:
+        if not self.server.tls and self._tls_hello():
+            # A client probing https on this plain-HTTP port (docker, mpkit and others try
+            # https first): end it now instead of waiting for a request line that never
+            # comes, so the client falls back to http at once.
+            self._status, self._sent = 400, 0
+            self._write_access(ANONYMOUS, time.monotonic(), "(TLS handshake on a plain-HTTP port)")
+            self.close_connection = True
+            return
+        super().handle()
+
+    def _tls_hello(self) -> bool:
+        try:
+            first: bytes = self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return False
+        return first == b"\x16"  # TLS record type "handshake"
+
     def do_GET(self) -> None:
         self._handle()
 
