@@ -46,13 +46,14 @@ class Mpkit:
         input: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 120,
+        cwd: Path | None = None,
     ) -> CommandResult:
         argv = [sys.executable, "-m", "mpkit", *args]
         full_env = {**self.env, **(env or {})}
         stdin = None if input is not None else subprocess.DEVNULL
         proc = subprocess.run(
             argv, input=input, stdin=stdin, env=full_env, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            timeout=timeout, check=False, cwd=cwd,
         )  # fmt: skip
         return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
 

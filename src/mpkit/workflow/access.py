@@ -18,9 +18,11 @@ from mpkit.errors import (
 )
 from mpkit.project.model import GlobalConfig, Project
 from mpkit.project.registry import default_repository, pull_repository, push_repository
-from mpkit.reference import Repository, parse_repository
+from mpkit.reference import Repository, is_loopback_host, parse_repository
 from mpkit.registry import RegistryClient, open_client
 from mpkit.registry.transport import ClientOptions
+from mpkit.server import ensure_running
+from mpkit.server.config import default_root
 from mpkit.workflow.interaction import Prompter, Reporter
 
 REGISTRY_EXAMPLES = (
@@ -119,7 +121,9 @@ def connect_for_push(
     """A client proven able to push to *target*, asking for credentials on a TTY.
 
     Credentials typed at the prompt are stored like `mpkit login` does, once they work.
+    A loopback target where nothing answers gets mpkit's built-in registry (issue #6).
     """
+    _start_local_registry(target, options, reporter)
     client = open_client(target.registry, options=options, explicit=explicit)
     try:
         check_push_access(client, target.path)
@@ -173,3 +177,16 @@ def _explain(exc: RegistryError, target: Repository) -> RegistryError:
             f"{target.ecr_region}; and allow anonymous pulls, which Aria Operations needs"
         )
     return exc
+
+
+def _start_local_registry(target: Repository, options: ClientOptions, reporter: Reporter) -> None:
+    endpoint = options.endpoints.get(target.registry, target.registry)
+    if not is_loopback_host(endpoint):
+        return
+    root = default_root()
+    handle = ensure_running(endpoint, root)
+    if handle.started_now:
+        reporter.info(
+            f"nothing answered at {endpoint}, so mpkit started its built-in registry there "
+            f"(data in {root}); stop it with 'mpkit registry stop'"
+        )
