@@ -70,6 +70,7 @@ class PackBuildOutcome:
     saved_repository: str | None = None
     warnings: list[str] = field(default_factory=list)
     verification: VerifyReport | None = None
+    describe: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,7 @@ class PackBuildOutcome:
             "saved_container_repository": self.saved_repository,
             "warnings": self.warnings,
             "verify": self.verification.to_dict() if self.verification else None,
+            "describe": self.describe,
             "seconds": round(self.seconds, 3),
         }
 
@@ -165,6 +167,11 @@ def build_pack_flow(
         digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
         seconds=time.monotonic() - started, build=result, saved_repository=saved,
         warnings=warnings, verification=verification,
+        describe=(
+            {"source": "generated from the adapter", **described.definition.to_dict()}
+            if described.definition
+            else {"source": "conf/describe.xml", "api_version": described.api_version}
+        ),
     )  # fmt: skip
 
 
