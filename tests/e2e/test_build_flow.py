@@ -544,13 +544,6 @@ def test_broken_project_files_fail_clearly_and_touch_nothing(
     assert_unchanged(before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow/packbuild.py validates the project's conf/describe.xml "
-    "(describe_for_build -> _check_static -> validate_describe) only after build_image and "
-    "push_image, so an invalid describe.xml is reported after the whole image build and "
-    "push, against the flow's rule that project files are checked before the long build",
-)
 def test_invalid_describe_xml_fails_before_the_image_build(
     built_project: Path, make_flow: MakeFlow
 ) -> None:
@@ -627,36 +620,11 @@ REGISTRY_FAILURES: dict[str, Callable[[pytest.FixtureRequest], RegistryCase]] = 
     "endpoint-down": _endpoint_down,
     "basic-auth-without-credentials": _denied,
 }
-ENDPOINT_DOWN_STARTS_A_REGISTRY = pytest.mark.xfail(
-    strict=True,
-    reason="workflow/access.py _start_local_registry tests the endpoint "
-    "(MPKIT_REGISTRY_ENDPOINTS), not the target registry, for loopback: a remote registry "
-    "reached through a local endpoint that is down gets mpkit's built-in registry started "
-    "there, the image is pushed into it and the pack records the remote registry, which "
-    "does not have the image (verify passes too, through the same endpoint)",
-)
-
-
-DROPPED_CONNECTION_STARTS_A_REGISTRY = pytest.mark.xfail(
-    strict=True,
-    reason="workflow/access.py _start_local_registry -> server/daemon.py ensure_running "
-    "takes 'no HTTP answer to GET /v2/' for 'nothing listens' and starts the built-in "
-    "registry on the occupied port: the build fails with 'the registry exited with status 1 "
-    "while starting' (error code 'error', a nested 'hint:' about --addr) instead of saying "
-    "the target registry is unreachable (registry_unreachable)",
-)
-KNOWN_DEFECTS = {
-    "endpoint-down": ENDPOINT_DOWN_STARTS_A_REGISTRY,
-    "connection-dropped": DROPPED_CONNECTION_STARTS_A_REGISTRY,
-}
 
 
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(name, marks=[KNOWN_DEFECTS[name]] if name in KNOWN_DEFECTS else [])
-        for name in sorted(REGISTRY_FAILURES)
-    ],
+    [pytest.param(name) for name in sorted(REGISTRY_FAILURES)],
 )
 def test_registry_failures_are_clear_and_touch_nothing(
     case: str, built_project: Path, make_flow: MakeFlow, request: pytest.FixtureRequest

@@ -7,6 +7,7 @@ hides the directory's lower content) so the builder sees what a container would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import tarfile
@@ -20,6 +21,7 @@ from mpkit.image.digest import digest_hex
 from mpkit.image.types import Blob
 
 INDEX_VERSION = 1
+MAX_CACHED_FILE = 8 * 1024 * 1024
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
@@ -83,7 +85,7 @@ def index_layer(blob: Blob, cache_dir: Path | None) -> dict[str, object]:
 
 
 def _index_path(cache_dir: Path | None, digest: str) -> Path | None:
-    return None if cache_dir is None else cache_dir / "fsindex" / f"{digest_hex(digest)}.json"
+    return None if cache_dir is None else cache_dir / f"{digest_hex(digest)}.json"
 
 
 class LayeredFilesystem:
@@ -91,6 +93,7 @@ class LayeredFilesystem:
 
     def __init__(self, layers: Sequence[Blob], *, cache_dir: Path | None = None) -> None:
         self._layers = list(layers)
+        self._cache_dir = cache_dir  # the listings' directory (<cache>/fsindex)
         self._entries: dict[str, tuple[FileInfo, int]] = {"/": (FileInfo("dir", 0o755), -1)}
         self._children: dict[str, set[str]] = {"/": set()}
         for number, blob in enumerate(self._layers):
@@ -147,9 +150,27 @@ class LayeredFilesystem:
             return self.read_file(info.linkname, limit)
         if info.kind != "file":
             return None
+        # Reading a file means inflating its layer up to it; small files (libc, passwd,
+        # os-release …) are kept per layer so the next build does not inflate 50 MB again.
+        cached = self._content_path(number, path) if info.size <= MAX_CACHED_FILE else None
+        if cached is not None and cached.is_file():
+            return cached.read_bytes()[:limit]
+        data = self._extract(number, path)
+        if data is not None and cached is not None:
+            atomic_write_bytes(cached, data)
+        return None if data is None else data[:limit]
+
+    def _content_path(self, number: int, path: str) -> Path | None:
+        if self._cache_dir is None:
+            return None
+        layer = digest_hex(self._layers[number].descriptor.digest)
+        name = hashlib.sha256(path.encode()).hexdigest()
+        return self._cache_dir / f"{layer}.files" / name
+
+    def _extract(self, number: int, path: str) -> bytes | None:
         with self._layers[number].open() as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
                 if normpath(member.name) == path:
                     handle = tar.extractfile(member)
-                    return b"" if handle is None else handle.read(limit)
+                    return b"" if handle is None else handle.read()
         return None

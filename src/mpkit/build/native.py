@@ -19,17 +19,12 @@ from mpkit.build.base import BaseImage
 from mpkit.build.basefs import LayeredFilesystem
 from mpkit.build.context import BuildContext
 from mpkit.build.copy import OverlayView, plan_copy, plan_workdir
-from mpkit.build.dockerfile import (
-    Dockerfile,
-    ImageConfig,
-    Instruction,
-    NeedsEngineError,
-    StageEvaluator,
-)
+from mpkit.build.dockerfile import Dockerfile, Instruction, NeedsEngineError
 from mpkit.build.fsview import FilesystemView, normpath
 from mpkit.build.layerstore import LayerStore
 from mpkit.build.piprun import parse_pip_run
 from mpkit.build.pydeps import install_requirements
+from mpkit.build.stage import ImageConfig, StageEvaluator
 from mpkit.build.target import detect_target
 from mpkit.image import mediatypes
 from mpkit.image.layerwriter import LayerEntry
@@ -132,7 +127,7 @@ class NativeBuild:
         self.created = created
         self.wheelhouse = wheelhouse
         self.log = log
-        self.fs = OverlayView(LayeredFilesystem(base.layers, cache_dir=cache_root))
+        self.fs = OverlayView(LayeredFilesystem(base.layers, cache_dir=cache_root / "fsindex"))
         self.layers: list[Layer] = []
         self.history: list[HistoryStep] = []
         self.steps: list[StepReport] = []

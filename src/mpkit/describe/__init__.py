@@ -75,7 +75,7 @@ def describe_for_build(
     """
     static = project.root / "conf" / "describe.xml"
     if static.is_file():
-        project = _check_static(project, static, prompter)
+        project = check_static_describe(project, static, prompter)
         return BuildDescribe(project, None, None, DEFAULT_API_VERSION, None)
     result = adapter_definition(
         project, image, engine=engine, way=way, pushed_reference=pushed_reference,
@@ -97,7 +97,7 @@ def describe_for_build(
     return BuildDescribe(project, describe_xml, properties, result.api_version, result)
 
 
-def _check_static(project: Project, path: Path, prompter: Prompter | None) -> Project:
+def check_static_describe(project: Project, path: Path, prompter: Prompter | None) -> Project:
     """The project's own describe.xml: valid against the schema, and the manifest's kind."""
     data = path.read_bytes()
     try:

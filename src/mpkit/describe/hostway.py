@@ -50,7 +50,7 @@ def plan_host_run(image: Image, cache_dir: Path | None) -> HostPlan:
     """Check that the host can run the adapter_definition command; raise HostUnsuitable."""
     config = image.config_json.get("config") or {}
     workdir = normpath(config.get("WorkingDir") or "/")
-    fs = LayeredFilesystem(image.layers, cache_dir=cache_dir)
+    fs = LayeredFilesystem(image.layers, cache_dir=cache_dir / "fsindex" if cache_dir else None)
     command = _definition_command(fs.read_file(posixpath.join(workdir, "commands.cfg")), workdir)
     interpreter = command[0]
     if not PYTHON_NAME.match(posixpath.basename(interpreter)):

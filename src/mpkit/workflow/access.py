@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from mpkit.credentials import Credential, store_credential
@@ -18,7 +19,7 @@ from mpkit.errors import (
 )
 from mpkit.project.model import GlobalConfig, Project
 from mpkit.project.registry import default_repository, pull_repository, push_repository
-from mpkit.reference import Repository, is_loopback_host, parse_repository
+from mpkit.reference import Repository, is_loopback_host, parse_repository, split_host_port
 from mpkit.registry import RegistryClient, open_client
 from mpkit.registry.transport import ClientOptions
 from mpkit.server import ensure_running
@@ -180,8 +181,13 @@ def _explain(exc: RegistryError, target: Repository) -> RegistryError:
 
 
 def _start_local_registry(target: Repository, options: ClientOptions, reporter: Reporter) -> None:
+    """Only for a loopback *name* (a remote registry behind a local endpoint is not ours
+    to replace), and only when nothing listens at all (a busy port is somebody's)."""
     endpoint = options.endpoints.get(target.registry, target.registry)
-    if not is_loopback_host(endpoint):
+    if not (is_loopback_host(target.registry) and is_loopback_host(endpoint)):
+        return
+    host, port = split_host_port(endpoint)
+    if _listening(host, port or 443):
         return
     root = default_root()
     handle = ensure_running(endpoint, root)
@@ -190,3 +196,11 @@ def _start_local_registry(target: Repository, options: ClientOptions, reporter: 
             f"nothing answered at {endpoint}, so mpkit started its built-in registry there "
             f"(data in {root}); stop it with 'mpkit registry stop'"
         )
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False

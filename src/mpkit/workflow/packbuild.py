@@ -17,7 +17,7 @@ from typing import Any
 from mpkit.build.builder import BuildRequest, BuildResult, build_image
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
-from mpkit.describe import describe_for_build
+from mpkit.describe import check_static_describe, describe_for_build
 from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
 from mpkit.pack.writer import ImageLocation, build_pack
@@ -105,6 +105,10 @@ def build_pack_flow(
 ) -> PackBuildOutcome:
     started = time.monotonic()
     project = load_project(options.project)
+    ask = prompter if prompter.interactive else None
+    static_describe = project.root / "conf" / "describe.xml"
+    if static_describe.is_file():  # fail fast: before the long build, not after the push
+        project = check_static_describe(project, static_describe, ask)
     secrets = list(options.credential.secrets) if options.credential else []
     with build_log(project.root / "logs" / "build.log", secrets):
         log.info("building %s (%s %s)", project.root, project.manifest.name,
@@ -143,7 +147,7 @@ def build_pack_flow(
             reporter.warn(warning)
         described = describe_for_build(
             project, result.image,
-            prompter=prompter if prompter.interactive else None,
+            prompter=ask,
             engine=options.engine if options.engine != "none" else None,
             pushed_reference=str(pushed.reference),
             insecure_registries=options.client_options.insecure_registries,
