@@ -429,7 +429,12 @@ def mpkit_version() -> str:
     except PackageNotFoundError:
         text = "not installed"
     commit = first_line(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
-    return f"{text} (checkout {commit})" if re.fullmatch(r"[0-9a-f]{4,40}", commit) else text
+    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
+        return text
+    dirty = first_line(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "src"])
+    clean = dirty == "unknown" or dirty.startswith("unavailable")  # no output, or no git
+    edited = "" if clean else ", with uncommitted changes in src/"
+    return f"{text} (checkout {commit}{edited})"
 
 
 def cpu_model() -> str:

@@ -1,0 +1,875 @@
+"""Build benchmark: ``mpkit image build --push`` against ``podman build`` + ``podman push``.
+
+Run from the repository root::
+
+    python bench/build.py --runs 3
+
+The project is an SDK-style adapter (``FROM`` the SDK base, ``COPY commands.cfg``, ``COPY
+adapter_requirements.txt``, ``RUN pip3 install -r … --upgrade``, ``COPY app app``). The base
+is the Debian stand-in of ``tests/fixtures/baseimage.py``, served by a fresh registry on
+127.0.0.1 under the SDK's name through a mirror (``MPKIT_MIRRORS`` for mpkit, registries.conf
+for podman). Each round, alternating the tools:
+
+* **cold**: build and push into an empty repository of a freshly started registry, with an
+  empty mpkit cache / a fresh podman graphroot (overlay, SPEC §9): both pull the base and
+  download the requirements from the package index;
+* **app-only**: change one line of ``app/adapter.py``, then build and push again with what the
+  cold run left (mpkit's cache, podman's layer cache and the pushed repository).
+
+Every push is checked against what the registry serves, and the bytes each push added to the
+registry's storage are counted. Medians, speedups (podman/mpkit) and the goals go to the
+``bench:build`` section of ``bench/RESULTS.md``. Goals: app-only at least 10x faster than
+podman, cold at least 2x faster, and an app-only push that uploads little beyond the app layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import pstats
+import re
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from _common import (
+    CONTAINERS_SYSTEM_CACHE,
+    RESULTS_PATH,
+    WORK_DIR,
+    BenchError,
+    CommandRun,
+    ServedManifest,
+    Summary,
+    ToolHome,
+    fresh_registry,
+    isolated_home,
+    load_average,
+    log,
+    machine_facts,
+    markdown_table,
+    prime_bytecode,
+    private_mounts_supported,
+    registry_blob_sizes,
+    require_tools,
+    run_timed,
+    seconds_text,
+    served_manifest,
+    update_section,
+    utc_now,
+)
+
+# isort: split
+from tests.fixtures.baseimage import (
+    SDK_REGISTRY,
+    SDK_REPOSITORY,
+    SDK_TAG,
+    UPSTREAM_NAME,
+    publish_sdk_base,
+)
+from tests.fixtures.podman import Podman
+from tests.fixtures.registry import RegistryServer
+
+import mpkit
+
+SECTION = "build"
+REPOSITORY = "bench/adapter"
+SCENARIOS = ("cold", "app-only")
+TOOLS = ("mpkit", "podman")
+COLD_SPEEDUP_GOAL = 2.0
+APP_SPEEDUP_GOAL = 10.0
+EXTRA_UPLOAD_GOAL = 16 * 1024  # bytes beyond the app layer: room for the config, no layer
+NEW_LAYERS = 4  # COPY, COPY, RUN pip, COPY app
+PROFILE_ROWS = 12
+RUNROOT_PREFIX = "mpkit-bench-pr"
+
+# -- the project ------------------------------------------------------------------------
+
+DOCKERFILE = f"""\
+FROM {UPSTREAM_NAME}
+COPY commands.cfg .
+COPY adapter_requirements.txt .
+RUN pip3 install -r adapter_requirements.txt --upgrade
+COPY app app
+"""
+REQUIREMENTS = ("requests==2.34.2", "PyYAML==6.0.4", "six==1.17.0")
+COMMANDS_CFG = """\
+[Commands]
+test = /usr/local/bin/python app/adapter.py test
+collect = /usr/local/bin/python app/adapter.py collect
+adapter_definition = /usr/local/bin/python app/adapter.py adapter_definition
+endpoint_urls = /usr/local/bin/python app/adapter.py endpoint_urls
+"""
+MANIFEST = {
+    "display_name": "DISPLAY_NAME",
+    "name": "iSDK_BenchAdapter",
+    "description": "Build benchmark adapter",
+    "version": "1.0.0",
+    "vcops_minimum_version": "8.10.0",
+    "disk_space_required": 500,
+    "run_scripts_on_all_nodes": "true",
+    "eula_file": "",
+    "platform": ["Linux Non-VA", "Linux VA"],
+    "vendor": "mpkit",
+    "pak_icon": "",
+    "pak_validation_script": {"script": ""},
+    "adapter_pre_script": {"script": ""},
+    "adapter_post_script": {"script": ""},
+    "adapters": ["adapter.zip"],
+    "adapter_kinds": ["BenchAdapter"],
+    "license_type": "",
+}
+CONSTANTS_PY = '''\
+"""Names shared by the adapter's commands."""
+
+ADAPTER_KIND = "BenchAdapter"
+ADAPTER_NAME = "Bench Adapter"
+HOST_IDENTIFIER = "host"
+PORT_IDENTIFIER = "port"
+USER_CREDENTIAL = "user"
+PASSWORD_CREDENTIAL = "password"
+DEFAULT_PORT = 443
+REQUEST_TIMEOUT = 30
+'''
+ADAPTER_PY = '''\
+"""A small adapter in the shape of the SDK's Python template."""
+
+import json
+import logging
+import sys
+from typing import Any, Dict, List
+
+import requests
+import yaml
+
+import constants
+
+ADAPTER_REVISION = "initial"
+
+logger = logging.getLogger(__name__)
+
+
+def read_input(path: str) -> Dict[str, Any]:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def write_output(path: str, document: Dict[str, Any]) -> None:
+    with open(path, "w") as handle:
+        json.dump(document, handle)
+
+
+def identifiers(config: Dict[str, Any]) -> Dict[str, str]:
+    values = config.get("adapter_instance", {}).get("identifiers", [])
+    return {item["key"]: item.get("value", "") for item in values}
+
+
+def credentials(config: Dict[str, Any]) -> Dict[str, str]:
+    values = config.get("adapter_instance", {}).get("credential_config", {})
+    return {item["key"]: item.get("value", "") for item in values.get("credential_fields", [])}
+
+
+def session_for(config: Dict[str, Any]) -> requests.Session:
+    creds = credentials(config)
+    session = requests.Session()
+    session.auth = (creds.get(constants.USER_CREDENTIAL, ""),
+                    creds.get(constants.PASSWORD_CREDENTIAL, ""))
+    session.headers["User-Agent"] = f"{constants.ADAPTER_NAME}/{ADAPTER_REVISION}"
+    return session
+
+
+def base_url(config: Dict[str, Any]) -> str:
+    ids = identifiers(config)
+    host = ids.get(constants.HOST_IDENTIFIER, "localhost")
+    port = ids.get(constants.PORT_IDENTIFIER, str(constants.DEFAULT_PORT))
+    return f"https://{host}:{port}"
+
+
+def test(config: Dict[str, Any]) -> Dict[str, Any]:
+    try:
+        response = session_for(config).get(base_url(config) + "/health",
+                                           timeout=constants.REQUEST_TIMEOUT)
+        response.raise_for_status()
+    except requests.RequestException as error:
+        return {"errorMessage": str(error)}
+    return {}
+
+
+def collect(config: Dict[str, Any]) -> Dict[str, Any]:
+    objects: List[Dict[str, Any]] = []
+    session = session_for(config)
+    try:
+        response = session.get(base_url(config) + "/inventory",
+                               timeout=constants.REQUEST_TIMEOUT)
+        response.raise_for_status()
+        inventory = yaml.safe_load(response.text) or {}
+    except requests.RequestException as error:
+        return {"result": {}, "errorMessage": str(error)}
+    for item in inventory.get("systems", []):
+        objects.append({
+            "key": {"adapterKind": constants.ADAPTER_KIND, "objectKind": "system",
+                    "name": item.get("name", "unknown"), "identifiers": []},
+            "metrics": [{"key": "cpu|usage", "doubleValue": float(item.get("cpu", 0))}],
+            "properties": [{"key": "version", "stringValue": str(item.get("version", ""))}],
+            "events": [],
+        })
+    return {"result": {"objects": objects, "relationships": []}}
+
+
+def adapter_definition() -> Dict[str, Any]:
+    return {
+        "adapter_kind": constants.ADAPTER_KIND,
+        "name": constants.ADAPTER_NAME,
+        "identifiers": [constants.HOST_IDENTIFIER, constants.PORT_IDENTIFIER],
+        "credentials": [constants.USER_CREDENTIAL, constants.PASSWORD_CREDENTIAL],
+        "object_types": ["system"],
+    }
+
+
+def endpoint_urls(config: Dict[str, Any]) -> Dict[str, Any]:
+    return {"endpointUrls": [base_url(config)]}
+
+
+def main(argv: List[str]) -> int:
+    logging.basicConfig(level=logging.INFO)
+    command, paths = argv[1], argv[2:]
+    if command == "adapter_definition":
+        write_output(paths[-1], adapter_definition())
+        return 0
+    config = read_input(paths[0])
+    handlers = {"test": test, "collect": collect, "endpoint_urls": endpoint_urls}
+    if command not in handlers:
+        logger.error("unknown command %s", command)
+        return 1
+    write_output(paths[1], handlers[command](config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
+'''
+REVISION_LINE = re.compile(r'^ADAPTER_REVISION = ".*"$', re.MULTILINE)
+
+
+def write_project(root: Path) -> Path:
+    """An SDK-style adapter project at *root* (what ``mp-init`` generates, trimmed)."""
+    (root / "app").mkdir(parents=True)
+    (root / "Dockerfile").write_text(DOCKERFILE)
+    (root / "commands.cfg").write_text(COMMANDS_CFG)
+    (root / "adapter_requirements.txt").write_text("".join(f"{r}\n" for r in REQUIREMENTS))
+    (root / "manifest.txt").write_text(json.dumps(MANIFEST, indent=4) + "\n")
+    (root / "app" / "constants.py").write_text(CONSTANTS_PY)
+    (root / "app" / "adapter.py").write_text(ADAPTER_PY)
+    return root
+
+
+def change_one_line(project: Path, revision: str) -> None:
+    """The app-only change: rewrite the ``ADAPTER_REVISION`` line of app/adapter.py."""
+    path = project / "app" / "adapter.py"
+    text, count = REVISION_LINE.subn(f'ADAPTER_REVISION = "{revision}"', path.read_text())
+    if count != 1:
+        raise BenchError(f"{path}: no single ADAPTER_REVISION line to change")
+    path.write_text(text)
+
+
+# -- the tools ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """One timed build-and-push: total seconds, its timed parts, and mpkit's report."""
+
+    seconds: float
+    parts: Mapping[str, float]
+    report: Mapping[str, Any] | None = None
+
+
+class Session(Protocol):
+    """One tool's state for one round: its home, caches or storage."""
+
+    name: str
+
+    def build_and_push(self, project: Path, target: str) -> ToolRun: ...
+
+
+class MpkitSession:
+    """``mpkit image build PROJECT --push REF --json``, one command."""
+
+    name = "mpkit"
+
+    def __init__(self, home: ToolHome, command: Sequence[str], base_host: str) -> None:
+        self.home = home
+        self.command = list(command)
+        self.env = {**home.env, "MPKIT_MIRRORS": f"{SDK_REGISTRY}={base_host}"}
+
+    def argv(self, project: Path, target: str) -> list[str]:
+        return [*self.command, "image", "build", str(project), "--push", target, "--json"]
+
+    def build_and_push(self, project: Path, target: str) -> ToolRun:
+        run = run_timed(self.argv(project, target), env=self.env, preexec=self.home.preexec)
+        return ToolRun(run.seconds, {}, json.loads(run.stdout))
+
+
+class PodmanSession:
+    """``podman build -t REF PROJECT`` then ``podman push --tls-verify=false REF``.
+
+    Storage, configuration (SPEC §9: runc, cgroupfs, ulimits; overlay driver) and the
+    registries.conf mirror are this session's own; so is root's blob-info cache, replaced
+    in a private mount namespace like skopeo's in push.py.
+    """
+
+    name = "podman"
+
+    def __init__(self, binary: str, root: Path, home: ToolHome, base_host: str) -> None:
+        self.binary = binary
+        self.home = home
+        # A short runroot (podman puts sockets there) named for this benchmark.
+        runroot = Path(tempfile.mkdtemp(prefix=RUNROOT_PREFIX, dir="/tmp"))
+        self.podman = Podman(binary, root / "podman", runroot=runroot, driver="overlay")
+        self.podman.add_mirrors({SDK_REGISTRY: base_host})
+        own = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF")
+        self.env = {**home.env, **{key: self.podman.env[key] for key in own}}
+        self.podman.env = self.env
+
+    def allow(self, registry_host: str) -> None:
+        self.podman.add_registry(registry_host)
+
+    def init_storage(self) -> None:
+        """Create the empty storage untimed, as on a machine where podman was used before."""
+        self._run([self.binary, "images"])
+
+    def build_argv(self, project: Path, target: str) -> list[str]:
+        return [self.binary, "build", "-t", target, str(project)]
+
+    def push_argv(self, target: str) -> list[str]:
+        return [self.binary, "push", "--tls-verify=false", target]
+
+    def build_and_push(self, project: Path, target: str) -> ToolRun:
+        build = self._run(self.build_argv(project, target))
+        push = self._run(self.push_argv(target))
+        return ToolRun(build.seconds + push.seconds, {"build": build.seconds, "push": push.seconds})
+
+    def _run(self, argv: Sequence[str]) -> CommandRun:
+        return run_timed(argv, env=self.env, preexec=self.home.preexec)
+
+    def close(self) -> None:
+        """Remove this session's containers, images, graphroot and runroot."""
+        self.podman.cleanup()
+        shutil.rmtree(self.podman.root, ignore_errors=True)
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One verified build-and-push and what it added to the target registry."""
+
+    tool: str
+    scenario: str
+    run: ToolRun
+    manifest: ServedManifest
+    new_blobs: Mapping[str, int]  # digest -> size, blobs the registry did not have before
+
+    @property
+    def app_layer(self) -> int:
+        return self.manifest.layer_sizes[-1]
+
+    def growth(self) -> dict[str, int]:
+        """Bytes the push added to the registry, by kind of blob."""
+        app = str(self.manifest.layers[-1]["digest"])
+        config = str(self.manifest.config["digest"])
+        kinds = {"app layer": 0, "other layers": 0, "config": 0, "manifest": 0}
+        for digest, size in self.new_blobs.items():
+            if digest == app:
+                kinds["app layer"] += size
+            elif digest == config:
+                kinds["config"] += size
+            elif digest == self.manifest.digest:
+                kinds["manifest"] += size
+            else:
+                kinds["other layers"] += size
+        return kinds
+
+    @property
+    def reported_upload(self) -> int | None:
+        """Bytes mpkit says it uploaded (layers and config; ``--json``), else None."""
+        if self.run.report is None:
+            return None
+        return int(self.run.report["push"]["bytes_uploaded"])
+
+
+def measure(
+    session: Session,
+    registry: RegistryServer,
+    project: Path,
+    scenario: str,
+    tag: str,
+) -> Measurement:
+    target = f"{registry.host}/{REPOSITORY}:{tag}"
+    before = registry_blob_sizes(registry)
+    run = session.build_and_push(project, target)
+    manifest = served_manifest(registry.host, REPOSITORY, tag)
+    after = registry_blob_sizes(registry)
+    new_blobs = {digest: size for digest, size in after.items() if digest not in before}
+    return Measurement(session.name, scenario, run, manifest, new_blobs)
+
+
+def check(measurement: Measurement, cold: Measurement | None, base_layers: int) -> None:
+    """The push is what the tool claims, and an app-only rebuild changed only the app layer."""
+    where = f"{measurement.scenario} {measurement.tool}"
+    manifest = measurement.manifest
+    if len(manifest.layers) != base_layers + NEW_LAYERS:
+        raise BenchError(
+            f"{where}: the registry serves {len(manifest.layers)} layers, "
+            f"expected {base_layers} from the base + {NEW_LAYERS}"
+        )
+    report = measurement.run.report
+    if report is not None:
+        if report["digest"] != manifest.digest:
+            raise BenchError(
+                f"{where}: mpkit reported {report['digest']}, the registry serves {manifest.digest}"
+            )
+        if report["builder"] != "native":
+            raise BenchError(f"{where}: mpkit built with {report['builder']}, not natively")
+    if cold is None:
+        return
+    kept = [layer["digest"] for layer in manifest.layers[:-1]]
+    if kept != [layer["digest"] for layer in cold.manifest.layers[:-1]]:
+        raise BenchError(f"{where}: layers below the app layer changed after an app-only edit")
+    if manifest.layers[-1]["digest"] == cold.manifest.layers[-1]["digest"]:
+        raise BenchError(f"{where}: the app layer did not change after editing app/adapter.py")
+    if report is not None:
+        pip = [layer for layer in report["layers"] if layer["instruction"].startswith("RUN")]
+        if not all(layer["cached"] for layer in pip):
+            raise BenchError(f"{where}: mpkit re-ran the pip step for an app-only change")
+
+
+# -- the rounds -----------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    measurements: list[Measurement]
+
+    def of(self, scenario: str, tool: str) -> list[Measurement]:
+        return [m for m in self.measurements if m.scenario == scenario and m.tool == tool]
+
+    def summary(self, scenario: str, tool: str, part: str | None = None) -> Summary:
+        found = self.of(scenario, tool)
+        return Summary.of([m.run.parts[part] if part else m.run.seconds for m in found])
+
+    def speedup(self, scenario: str) -> float:
+        """podman's median over mpkit's: above 1.0, mpkit is faster."""
+        return self.summary(scenario, "podman").median / self.summary(scenario, "mpkit").median
+
+
+@dataclass(frozen=True)
+class Setup:
+    podman: str
+    mpkit_command: tuple[str, ...]
+    base_host: str
+    base_layers: int
+
+
+def run_rounds(setup: Setup, runs: int, scratch: Path, profile: Path | None) -> Results:
+    results = Results([])
+    for number in range(1, runs + 1):
+        round_dir = scratch / f"round-{number}"
+        last = number == runs
+        found = _one_round(setup, number, round_dir, profile if last else None)
+        results.measurements += found
+        log(
+            f"round {number}/{runs}: "
+            + ", ".join(f"{m.scenario} {m.tool} {m.run.seconds:.2f}s" for m in found)
+        )
+        shutil.rmtree(round_dir, ignore_errors=True)
+    return results
+
+
+def _one_round(
+    setup: Setup, number: int, round_dir: Path, profile: Path | None
+) -> list[Measurement]:
+    found: list[Measurement] = []
+    with contextlib.ExitStack() as stack:
+        project = write_project(round_dir / "project")
+        registries: dict[str, RegistryServer] = {}
+        sessions: dict[str, Session] = {}
+        for tool in TOOLS:
+            registries[tool] = stack.enter_context(fresh_registry(round_dir / f"registry-{tool}"))
+            home = isolated_home(round_dir / f"home-{tool}")
+            if tool == "mpkit":
+                sessions[tool] = MpkitSession(home, setup.mpkit_command, setup.base_host)
+            else:
+                podman = PodmanSession(setup.podman, round_dir, home, setup.base_host)
+                stack.callback(podman.close)
+                podman.allow(registries[tool].host)
+                podman.init_storage()
+                sessions[tool] = podman
+        cold: dict[str, Measurement] = {}
+        for scenario in SCENARIOS:
+            if scenario == "app-only":
+                change_one_line(project, f"round {number}")
+            for tool in TOOLS:  # alternate: mpkit, podman, mpkit, podman
+                tag = "cold" if scenario == "cold" else "app"
+                m = measure(sessions[tool], registries[tool], project, scenario, tag)
+                check(m, cold.get(tool), setup.base_layers)
+                cold.setdefault(tool, m)
+                found.append(m)
+        if profile is not None:
+            session = sessions["mpkit"]
+            assert isinstance(session, MpkitSession)
+            change_one_line(project, f"round {number}, profiled")
+            profile_mpkit(
+                session, project, f"{registries['mpkit'].host}/{REPOSITORY}:profiled", profile
+            )
+    return found
+
+
+# -- profiling ------------------------------------------------------------------------------
+
+
+def profile_mpkit(session: MpkitSession, project: Path, target: str, output: Path) -> None:
+    """One more app-only mpkit run under cProfile (not timed), its stats in *output*."""
+    argv = session.argv(project, target)
+    module_at = argv.index("-m")
+    profiled = [*argv[:module_at], "-m", "cProfile", "-o", str(output), *argv[module_at:]]
+    run_timed(profiled, env=session.env, preexec=session.home.preexec)
+
+
+def profile_rows(path: Path) -> tuple[float, list[list[str]]]:
+    """The run's total seconds and its costliest mpkit functions (cumulative), plus imports.
+
+    The entry point's wrappers (``__main__``, ``cli.main``) enclose the whole run: left out.
+    """
+    stats: Any = pstats.Stats(str(path))
+    entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats
+    total = float(stats.total_tt)
+    imports = max(
+        (
+            cumulative
+            for (file, _, name), (_, _, _, cumulative, _) in entries.items()
+            if name == "_find_and_load" and "importlib" in file
+        ),
+        default=0.0,
+    )
+    package = str(Path(mpkit.__file__).parent) + "/"
+    wrappers = {package + "__main__.py", package + "cli/__init__.py"}  # enclose the whole run
+    ranked = sorted(
+        (
+            (cumulative, file, line, name)
+            for (file, line, name), (_, _, _, cumulative, _) in entries.items()
+            if file.startswith(package) and name != "<module>" and file not in wrappers
+        ),
+        reverse=True,
+    )[:PROFILE_ROWS]
+    rows = [["module imports (all)", seconds_text(imports), f"{imports / total:.0%}"]]
+    rows += [
+        [f"`{file.removeprefix(package)}:{line}` {name}", seconds_text(cum), f"{cum / total:.0%}"]
+        for cum, file, line, name in ranked
+    ]
+    return total, rows
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "**no**"
+
+
+def _median_int(values: Sequence[int]) -> int:
+    return int(Summary.of([float(v) for v in values]).median)
+
+
+def _bytes(value: float) -> str:
+    return f"{value / 1e6:.2f} MB" if value >= 1e6 else f"{value:,.0f} B"
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    runs: int
+    command: str
+    commands: Mapping[str, str]
+    load_before: str
+    base_digest: str
+    base_size: int
+    profile: Path | None
+
+
+def report(results: Results, inputs: ReportInputs) -> str:
+    app_mpkit = results.of("app-only", "mpkit")
+    extra = _median_int([(m.reported_upload or 0) - m.app_layer for m in app_mpkit])
+    uploaded = _median_int([m.reported_upload or 0 for m in app_mpkit])
+    app_layer = _median_int([m.app_layer for m in app_mpkit])
+    cold_speedup, app_speedup = results.speedup("cold"), results.speedup("app-only")
+    goals = markdown_table(
+        ["goal", "measured", "met"],
+        [
+            [
+                f"cold build+push: mpkit ≥ {COLD_SPEEDUP_GOAL:.0f}x faster than podman",
+                f"{cold_speedup:.2f}x",
+                _yes(cold_speedup >= COLD_SPEEDUP_GOAL),
+            ],
+            [
+                f"app-only rebuild+push: mpkit ≥ {APP_SPEEDUP_GOAL:.0f}x faster than podman",
+                f"{app_speedup:.2f}x",
+                _yes(app_speedup >= APP_SPEEDUP_GOAL),
+            ],
+            [
+                f"app-only push: mpkit uploads ≤ app layer + {EXTRA_UPLOAD_GOAL // 1024} KiB",
+                f"{uploaded:,} B for a {app_layer:,} B app layer (+{extra:,} B)",
+                _yes(extra <= EXTRA_UPLOAD_GOAL),
+            ],
+        ],
+    )
+    times = []
+    for scenario in SCENARIOS:
+        for tool in TOOLS:
+            s = results.summary(scenario, tool)
+            times.append(
+                [
+                    scenario,
+                    tool,
+                    seconds_text(s.median),
+                    seconds_text(s.minimum),
+                    seconds_text(s.maximum),
+                    " ".join(f"{x:.2f}" for x in s.samples),
+                ]
+            )
+    times_table = markdown_table(
+        ["scenario", "tool", "median s", "min s", "max s", "all runs (s, in order)"], times
+    )
+    parts = markdown_table(
+        ["scenario", "podman build s", "podman push s"],
+        [
+            [scenario]
+            + [
+                seconds_text(results.summary(scenario, "podman", p).median)
+                for p in ("build", "push")
+            ]
+            for scenario in SCENARIOS
+        ],
+    )
+    bytes_rows = []
+    for scenario in SCENARIOS:
+        for tool in TOOLS:
+            found = results.of(scenario, tool)
+            growth = [m.growth() for m in found]
+            reported = [m.reported_upload for m in found]
+            bytes_rows.append(
+                [
+                    scenario,
+                    tool,
+                    _bytes(_median_int([m.app_layer for m in found])),
+                    _bytes(_median_int([m.get("app layer", 0) for m in growth])),
+                    _bytes(_median_int([m["other layers"] for m in growth])),
+                    _bytes(_median_int([m["config"] for m in growth])),
+                    _bytes(_median_int([m["manifest"] for m in growth])),
+                    _bytes(_median_int([r for r in reported if r is not None]))
+                    if tool == "mpkit"
+                    else "—",
+                ]
+            )
+    bytes_table = markdown_table(
+        [
+            "scenario",
+            "tool",
+            "app layer (gzip)",
+            "new in registry: app layer",
+            "other layers",
+            "config",
+            "manifest",
+            "mpkit --json bytes_uploaded",
+        ],
+        bytes_rows,
+    )
+    facts = machine_facts(
+        {
+            "podman": ["podman", "--version"],
+            "registry": ["docker-registry", "--version"],
+            "uv (mpkit's resolver)": [uv_command(), "--version"],
+        }
+    )
+    facts.append(
+        ("load average (1/5/15 min) before → after", f"{inputs.load_before} → {load_average()}")
+    )
+    if CONTAINERS_SYSTEM_CACHE.exists() and not private_mounts_supported():
+        facts.append(("note", "podman's root blob-info cache could not be isolated"))
+    machine = "\n".join(f"- {name}: {value}" for name, value in facts)
+    timed = "\n".join(f"- {name}: `{argv}`" for name, argv in inputs.commands.items())
+    requirements = ", ".join(f"`{r}`" for r in REQUIREMENTS)
+    profile = ""
+    if inputs.profile is not None and inputs.profile.exists():
+        total, rows = profile_rows(inputs.profile)
+        profile = (
+            f"\nWhere one more app-only mpkit build+push spends its time (cProfile, "
+            f"{total:.2f} s under the profiler; cumulative, nested entries overlap):\n\n"
+            + markdown_table(["function", "cumulative s", "share"], rows)
+            + "\n"
+        )
+    dockerfile = "\n".join(f"    {line}" for line in DOCKERFILE.splitlines())
+    return f"""## Build: `mpkit image build --push` vs `podman build` + `podman push`
+
+Produced by `{inputs.command}` on {utc_now()}, {inputs.runs} run(s) per tool and scenario.
+
+{goals}
+
+Speedup = podman's median / mpkit's median (above 1: mpkit is faster).
+
+{times_table}
+
+podman's time is its build plus its push (medians):
+
+{parts}
+
+Bytes each push added to its registry (medians; new blobs in the registry's storage, sorted
+by the pushed manifest; a lower bound of what was sent, since a blob already stored is
+not stored twice):
+
+{bytes_table}
+{profile}
+Project: an SDK-style adapter (`app/adapter.py`, `app/constants.py`, `commands.cfg`,
+`manifest.txt`, `adapter_requirements.txt` with {requirements}) and this Dockerfile:
+
+{dockerfile}
+
+Base: the Debian stand-in for the SDK base (`tests/fixtures/baseimage.py`, one layer of
+{_bytes(inputs.base_size)}, `{inputs.base_digest}`), pushed once to a fresh registry on
+127.0.0.1 and reached under its SDK name through a mirror: `MPKIT_MIRRORS` for mpkit,
+a registries.conf entry for podman. The target registries are other fresh registries, so
+the base layer is uploaded on every cold push (the usual case: the SDK base lives on
+Broadcom's registry, the adapter goes to the user's).
+
+Scenarios, each round (tools alternate: cold mpkit, cold podman, app-only mpkit, app-only
+podman), every tool with its own fresh target registry and a fresh HOME, `DOCKER_CONFIG`,
+`XDG_*` and auth file:
+- **cold**: empty target repository; an empty `MPKIT_CACHE_DIR` for mpkit, a new podman
+  graphroot (overlay driver, runc, cgroupfs, ulimits as SPEC §9 says; created with an untimed
+  `podman images`) and an empty blob-info cache (root's `{CONTAINERS_SYSTEM_CACHE}`, replaced
+  in a private mount namespace). Both pull the base from the mirror, and both download the
+  requirements from PyPI (mpkit through uv on the host with an empty cache, podman through
+  pip in the build container), so the cold numbers include the package index's latency.
+- **app-only**: one line of `app/adapter.py` changed, then the same build and push with
+  what the cold run left: mpkit's cache, podman's layer cache, the pushed repository.
+Every push is verified: the registry serves a manifest with the base's layers plus 4, mpkit's
+`--json` digest equals the served manifest's digest, and after the app-only change every
+layer but the app layer is unchanged (and mpkit reports its pip layer cached).
+mpkit runs with its bytecode compiled beforehand (`PYTHONPYCACHEPREFIX` under `bench/.work/`).
+
+Timed commands (wall clock, spawn to exit, `time.perf_counter`; podman's two are timed
+separately and added):
+
+{timed}
+
+Machine:
+
+{machine}
+"""
+
+
+def uv_command() -> str:
+    """The uv that mpkit runs: its ``uv`` dependency's binary, else the one on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return "uv"
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=3, help="rounds (each: cold, then app-only)")
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the extra profiled app-only mpkit run of the last round",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS_PATH, help="markdown file to update"
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be positive")
+    return args
+
+
+@contextlib.contextmanager
+def base_registry(scratch: Path) -> Iterator[tuple[RegistryServer, str, int, int]]:
+    """A fresh registry serving the SDK base stand-in: (registry, digest, layers, bytes)."""
+    with fresh_registry(scratch / "registry-base") as registry:
+        base = publish_sdk_base(registry)
+        manifest = served_manifest(registry.host, SDK_REPOSITORY, SDK_TAG)
+        if manifest.digest != base.digest:
+            raise BenchError(f"the base registry serves {manifest.digest}, expected {base.digest}")
+        yield registry, base.digest, len(manifest.layers), sum(manifest.layer_sizes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(["python", "bench/build.py", *(sys.argv[1:] if argv is None else argv)])
+    paths = require_tools("podman", "runc", "docker-registry")
+    prime_bytecode(Path(mpkit.__file__).parent)
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="build-runs.", dir=WORK_DIR))
+    profile = scratch / "app-only.prof" if args.profile else None
+    try:
+        with base_registry(scratch) as (registry, base_digest, base_layers, base_size):
+            log(
+                f"base {base_digest} ({base_layers} layer(s), {base_size / 1e6:.1f} MB) "
+                f"on {registry.host}"
+            )
+            setup = Setup(
+                paths["podman"], (sys.executable, "-m", "mpkit"), registry.host, base_layers
+            )
+            load_before = load_average()
+            results = run_rounds(setup, args.runs, scratch, profile)
+        commands = _command_texts(setup)
+        inputs = ReportInputs(
+            args.runs, command, commands, load_before, base_digest, base_size, profile
+        )
+        section = report(results, inputs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    update_section(SECTION, section, args.results)
+    log(section)
+    log(f"wrote the bench:{SECTION} section of {args.results}")
+    return 0
+
+
+def _command_texts(setup: Setup) -> dict[str, str]:
+    project, target = Path("PROJECT"), f"127.0.0.1:PORT/{REPOSITORY}:TAG"
+    home = ToolHome(root=Path("HOME"), env={})
+    mpkit_argv = MpkitSession(home, setup.mpkit_command, "BASE").argv(project, target)
+    mpkit_text = shlex.join(mpkit_argv).replace(sys.executable, "python")
+    build = shlex.join(["podman", "build", "-t", target, str(project)])
+    push = shlex.join(["podman", "push", "--tls-verify=false", target])
+    return {
+        "mpkit": f"MPKIT_MIRRORS={SDK_REGISTRY}=127.0.0.1:BASEPORT {mpkit_text}",
+        "podman": f"{build} && {push}",
+    }
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: registries stopped, podman storage removed
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        log(f"build benchmark failed: {error}")
+        sys.exit(1)
