@@ -11,10 +11,12 @@ import functools
 import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
-
-import xmlschema
+from typing import TYPE_CHECKING
 
 from mpkit.describe.errors import DescribeError
+
+if TYPE_CHECKING:  # xmlschema costs ~0.1 s to import: only when a describe is validated
+    import xmlschema
 
 SCHEMA_NAME = "describeSchema.xsd"
 BUNDLED_SCHEMA = Path(__file__).with_name(SCHEMA_NAME)
@@ -34,11 +36,15 @@ def schema_for(project_root: Path) -> Path:
 
 @functools.lru_cache(maxsize=8)
 def _load(path: str, mtime_ns: int, size: int) -> xmlschema.XMLSchema11:
+    import xmlschema
+
     del mtime_ns, size  # part of the cache key only
     return xmlschema.XMLSchema11(path, allow="sandbox", defuse="always")
 
 
 def load_schema(path: Path) -> xmlschema.XMLSchema11:
+    import xmlschema
+
     try:
         stat = path.stat()
         return _load(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
@@ -54,6 +60,8 @@ def load_schema(path: Path) -> xmlschema.XMLSchema11:
 
 def describe_problems(describe_xml: bytes, schema_path: Path) -> list[str]:
     """Every way *describe_xml* breaks the schema (empty when it is valid)."""
+    import xmlschema
+
     schema = load_schema(schema_path)
     resource = xmlschema.XMLResource(io.BytesIO(describe_xml), allow="none", defuse="always")
     problems = []

@@ -7,6 +7,7 @@ A ``client.cert``/``client.key`` pair in the same directory enables mutual TLS.
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from collections.abc import Iterable, Sequence
@@ -42,7 +43,19 @@ def build_ssl_context(
     search: Iterable[Path] | None = None,
     verify: bool = True,
 ) -> tuple[ssl.SSLContext, list[Path]]:
-    """Return the context for *registry* and the CA files that were added to it."""
+    """Return the context for *registry* and the CA files that were added to it.
+
+    Cached per process: loading the system CA bundle costs tens of milliseconds, and a
+    build talks to the same registry through several clients.
+    """
+    dirs = tuple(certs_d_dirs() if search is None else search)
+    return _build_ssl_context(registry, tuple(ca_certs), dirs, verify)
+
+
+@functools.lru_cache(maxsize=16)
+def _build_ssl_context(
+    registry: str, ca_certs: tuple[Path, ...], search: tuple[Path, ...], verify: bool
+) -> tuple[ssl.SSLContext, list[Path]]:
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
@@ -51,7 +64,7 @@ def build_ssl_context(
     for ca in ca_certs:
         _load_ca(context, ca, registry)
         added.append(ca)
-    for directory in host_cert_dirs(registry, certs_d_dirs() if search is None else search):
+    for directory in host_cert_dirs(registry, search):
         for ca in sorted(directory.glob("*.crt")):
             _load_ca(context, ca, registry)
             added.append(ca)
