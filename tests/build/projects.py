@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tests.fixtures.files import write_files
+
 SDK_BASE = (
     "projects.packages.broadcom.com/vmware_aria_operations_integration_sdk/"
     "base-adapter:python-1.0.0"
@@ -127,7 +129,6 @@ def make_sdk_project(
     the SDK Dockerfile; *extra_files* maps project-relative paths to contents and is
     written last, so it may also replace any generated file.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     files: dict[str, str | bytes] = {
         "Dockerfile": SDK_DOCKERFILE if dockerfile is None else dockerfile,
         "commands.cfg": commands_cfg(),
@@ -138,11 +139,4 @@ def make_sdk_project(
         "app/helpers/constants.py": 'ADAPTER_KIND = "TestAdapter"\n',
     }
     files.update(extra_files or {})
-    for relative, content in files.items():
-        path = directory / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-    return directory
+    return write_files(directory, files)

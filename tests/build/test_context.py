@@ -18,22 +18,7 @@ from mpkit.build.context import (
     has_wildcards,
     read_dockerignore,
 )
-
-
-def make_tree(root: Path, files: dict[str, str | bytes | None]) -> Path:
-    """Create *files* under *root*: str/bytes are file contents, None a directory."""
-    root.mkdir(parents=True, exist_ok=True)
-    for rel, content in files.items():
-        path = root / rel
-        if content is None:
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-    return root
+from tests.fixtures.files import write_files
 
 
 def rels(context: BuildContext, under: str = "") -> list[str]:
@@ -268,7 +253,7 @@ PROJECT: dict[str, str | bytes | None] = {
 
 
 def test_default_exclusions_and_dockerignore(tmp_path: Path) -> None:
-    context = BuildContext(make_tree(tmp_path / "p", PROJECT))
+    context = BuildContext(write_files(tmp_path / "p", PROJECT))
     assert rels(context) == [
         "Dockerfile",
         "app",
@@ -296,13 +281,13 @@ def test_default_exclusions_and_dockerignore(tmp_path: Path) -> None:
 
 
 def test_dockerignore_can_be_turned_off(tmp_path: Path) -> None:
-    context = BuildContext(make_tree(tmp_path / "p", PROJECT), dockerignore=False)
+    context = BuildContext(write_files(tmp_path / "p", PROJECT), dockerignore=False)
     assert "app/__pycache__/a.pyc" in rels(context)
     assert "app/.env" not in rels(context)  # the defaults still apply
 
 
 def test_exceptions_reinclude_inside_excluded_directories(tmp_path: Path) -> None:
-    root = make_tree(
+    root = write_files(
         tmp_path / "p",
         {
             ".dockerignore": "docs\n!docs/README.md\n*.md\n!keep.md\n.secret\n!.secret\n",
@@ -323,7 +308,7 @@ def test_exceptions_reinclude_inside_excluded_directories(tmp_path: Path) -> Non
 
 
 def test_walk_is_sorted_depth_first_and_does_not_follow_links(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "p", {"b/z": "z", "b/a/x": "x", "a": "a", "c": None})
+    root = write_files(tmp_path / "p", {"b/z": "z", "b/a/x": "x", "a": "a", "c": None})
     (root / "link").symlink_to("b")
     (root / "outside").symlink_to("/etc")
     context = BuildContext(root)
@@ -343,7 +328,7 @@ def test_walk_is_sorted_depth_first_and_does_not_follow_links(tmp_path: Path) ->
 
 
 def test_ignore_patterns_for_an_engine(tmp_path: Path) -> None:
-    context = BuildContext(make_tree(tmp_path / "p", PROJECT))
+    context = BuildContext(write_files(tmp_path / "p", PROJECT))
     patterns = context.ignore_patterns()
     assert patterns == [
         "**/__pycache__",
@@ -363,7 +348,7 @@ def test_ignore_patterns_for_an_engine(tmp_path: Path) -> None:
 
 
 def test_bad_dockerignore_is_a_context_error(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "p", {".dockerignore": "ok\n[\n"})
+    root = write_files(tmp_path / "p", {".dockerignore": "ok\n[\n"})
     with pytest.raises(ContextError, match=r"\.dockerignore: bad pattern"):
         BuildContext(root)
 
@@ -377,7 +362,7 @@ def test_root_must_be_a_directory(tmp_path: Path) -> None:
 
 
 def test_resolve_stays_inside_the_context(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "p", {"real/file.txt": "x", "real/sub/y": "y"})
+    root = write_files(tmp_path / "p", {"real/file.txt": "x", "real/sub/y": "y"})
     (root / "alias").symlink_to("real")
     (root / "real" / "up").symlink_to("../real/sub")
     (root / "abs-inside").symlink_to(root / "real" / "file.txt")
@@ -401,7 +386,7 @@ def test_resolve_stays_inside_the_context(tmp_path: Path) -> None:
 
 
 def test_check_symlink(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "p", {"app/lib/x.py": "x"})
+    root = write_files(tmp_path / "p", {"app/lib/x.py": "x"})
     (root / "app" / "ok").symlink_to("lib/x.py")
     (root / "app" / "dangling").symlink_to("lib/missing.py")
     (root / "app" / "up").symlink_to("../../../etc")
@@ -417,7 +402,7 @@ def test_check_symlink(tmp_path: Path) -> None:
 
 
 def test_lookup(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "p", {"a.txt": "a", "build/x": "x"})
+    root = write_files(tmp_path / "p", {"a.txt": "a", "build/x": "x"})
     context = BuildContext(root)
     found = context.lookup("./a.txt")
     assert found is not None and (found.rel, found.kind, found.size) == ("a.txt", "file", 1)
@@ -446,7 +431,7 @@ def _copy_tree_with(src: Path, dst: Path, *, mtime: int, umask_like: int) -> Pat
 
 
 def test_digest_is_independent_of_location_mtime_and_umask(tmp_path: Path) -> None:
-    original = make_tree(
+    original = write_files(
         tmp_path / "original",
         {"app/adapter.py": "print(1)\n", "run.sh": "#!/bin/sh\n", "commands.cfg": "x", "e": None},
     )

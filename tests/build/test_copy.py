@@ -13,14 +13,9 @@ import pytest
 
 from mpkit.build.context import BuildContext, ContextError
 from mpkit.build.copy import OverlayView, UserDB, plan_copy, plan_workdir
-from mpkit.build.dockerfile import (
-    DockerfileError,
-    ImageConfig,
-    NeedsEngineError,
-    StageEvaluator,
-    parse_dockerfile,
-)
+from mpkit.build.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
 from mpkit.build.fsview import FileInfo, FilesystemView, MemoryFilesystem
+from mpkit.build.stage import ImageConfig, StageEvaluator
 from mpkit.image.layerwriter import LayerEntry, write_layer
 from tests.build.conftest import Listing, MiniPodman
 

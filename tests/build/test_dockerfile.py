@@ -6,15 +6,13 @@ import pytest
 
 from mpkit.build.dockerfile import (
     DockerfileError,
-    ImageConfig,
     Instruction,
     NeedsEngineError,
-    StageEvaluator,
-    expand,
-    expand_words,
     parse_dockerfile,
     parse_duration,
 )
+from mpkit.build.shellwords import expand, expand_words
+from mpkit.build.stage import ImageConfig, StageEvaluator
 
 
 def instructions(text: str) -> list[Instruction]:

@@ -29,15 +29,10 @@ from mpkit.build.pydeps import (
     DependencyLayer,
     NoWheelError,
     PackageIndexError,
-    _failure,
     install_requirements,
-    pip_script,
-    pip_shebang,
-    rewrite_shebang,
-    script_specs,
-    uv_python_platform,
-    wheel_platform_tag,
 )
+from mpkit.build.pydeps.scripts import pip_script, pip_shebang, rewrite_shebang, script_specs
+from mpkit.build.pydeps.uvrun import _failure, uv_python_platform, wheel_platform_tag
 from mpkit.build.target import PythonTarget, detect_target
 from mpkit.image.layerwriter import LayerEntry, write_layer
 from tests.fixtures.tools import in_ci

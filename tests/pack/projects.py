@@ -10,6 +10,7 @@ from typing import Any
 
 from mpkit.pack.conf import ImageLocation
 from mpkit.project.model import Manifest, Project, ProjectConfig
+from tests.fixtures.sdkmanifest import sdk_manifest as base_manifest
 
 KIND = "MyAdapter"
 DIGEST = "sha256:" + "ab" * 32
@@ -21,28 +22,16 @@ ICON = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 
 
 def sdk_manifest(**overrides: Any) -> dict[str, Any]:
-    """manifest.txt as the SDK's mp-init template writes it."""
-    manifest: dict[str, Any] = {
-        "display_name": "DISPLAY_NAME",
-        "name": "iSDK_MyAdapter",
-        "description": "DESCRIPTION",
-        "version": "1.2.3",
-        "vcops_minimum_version": "8.10.0",
-        "disk_space_required": 500,
-        "run_scripts_on_all_nodes": "true",
-        "eula_file": "eula.txt",
-        "platform": ["Linux Non-VA", "Linux VA"],
-        "vendor": "VENDOR",
-        "pak_icon": "icon.png",
-        "pak_validation_script": {"script": "validate.py"},
-        "adapter_pre_script": {"script": ""},
-        "adapter_post_script": {"script": "scripts/post_install.sh"},
-        "adapters": ["adapter.zip"],
-        "adapter_kinds": [KIND],
-        "license_type": "",
-    }
-    manifest.update(overrides)
-    return manifest
+    """manifest.txt as the SDK's mp-init template writes it, naming this project's files."""
+    return base_manifest(
+        **{
+            "version": "1.2.3",
+            "pak_validation_script": {"script": "validate.py"},
+            "adapter_post_script": {"script": "scripts/post_install.sh"},
+            "adapter_kinds": [KIND],
+            **overrides,
+        }
+    )
 
 
 PROJECT_FILES: dict[str, bytes] = {

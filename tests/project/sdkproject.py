@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-DROP: Any = object()  # an override that removes the key
+from tests.fixtures.files import write_files
+from tests.fixtures.sdkmanifest import sdk_manifest
+
 EULA = "There is no EULA associated with this Management Pack.\n"
 
 
@@ -26,38 +28,6 @@ def png_bytes(width: int = 256, height: int = 256) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
     )
-
-
-def sdk_manifest(**overrides: Any) -> dict[str, Any]:
-    """The manifest mp-init writes (every key, in its order), with *overrides* applied.
-
-    ``None`` is written as JSON null; :data:`DROP` removes the key.
-    """
-    manifest: dict[str, Any] = {
-        "display_name": "DISPLAY_NAME",
-        "name": "iSDK_MyAdapter",
-        "description": "DESCRIPTION",
-        "version": "1.0.0",
-        "vcops_minimum_version": "8.10.0",
-        "disk_space_required": 500,
-        "run_scripts_on_all_nodes": "true",
-        "eula_file": "eula.txt",
-        "platform": ["Linux Non-VA", "Linux VA"],
-        "vendor": "VENDOR",
-        "pak_icon": "icon.png",
-        "pak_validation_script": {"script": ""},
-        "adapter_pre_script": {"script": ""},
-        "adapter_post_script": {"script": ""},
-        "adapters": ["adapter.zip"],
-        "adapter_kinds": ["MyAdapter"],
-        "license_type": "",
-    }
-    for key, value in overrides.items():
-        if value is DROP:
-            manifest.pop(key, None)
-        else:
-            manifest[key] = value
-    return manifest
 
 
 def write_project(
@@ -78,11 +48,4 @@ def write_project(
     if config is not None:
         body = config if isinstance(config, str) else json.dumps(config, indent=4)
         (root / "config.json").write_text(body, encoding="utf-8")
-    for relative, content in (files or {}).items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            target.write_text(content, encoding="utf-8")
-    return root
+    return write_files(root, files or {})

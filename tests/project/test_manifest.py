@@ -10,7 +10,8 @@ import pytest
 
 from mpkit.errors import ConfigError
 from mpkit.project.load import key_positions, load_manifest
-from tests.project.sdkproject import DROP, sdk_manifest, write_project
+from tests.fixtures.sdkmanifest import DROP, sdk_manifest
+from tests.project.sdkproject import write_project
 
 
 def manifest_error(tmp_path: Path, **overrides: Any) -> ConfigError:

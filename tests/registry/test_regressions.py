@@ -558,19 +558,31 @@ def _response(status: int, body: Any = None, headers: dict[str, str] | None = No
     )
 
 
+def _raise_for(
+    response: Any,
+    *,
+    registry: str = "registry.example.com",
+    action: str = "push",
+    what: str = "blob sha256:abc",
+    who: str = "user 'alice'",
+) -> None:
+    """``raise_for_status`` for team/app, as a logged-in user."""
+    raise_for_status(
+        response,
+        registry=registry,
+        repository="team/app",
+        action=action,
+        what=what,
+        anonymous=False,
+        who=who,
+    )
+
+
 def test_ecr_expired_token_text_and_hint_reach_the_user() -> None:
     text = "Your authorization token has expired. Reauthenticate and try again."
     response = _response(403, {"errors": [{"code": "DENIED", "message": text}]})
     with pytest.raises(AccessDeniedError) as info:
-        raise_for_status(
-            response,
-            registry=ECR,
-            repository="team/app",
-            action="push",
-            what="blob sha256:abc",
-            anonymous=False,
-            who="user 'AWS'",
-        )
+        _raise_for(response, registry=ECR, who="user 'AWS'")
     assert text in info.value.message
     assert info.value.hint is not None
     assert "get-login-password --region eu-west-1" in info.value.hint
@@ -583,15 +595,7 @@ def test_invalid_token_challenge_text_and_clock_hint_reach_the_user() -> None:
     )
     response = _response(401, None, {"WWW-Authenticate": challenge})
     with pytest.raises(AccessDeniedError) as info:
-        raise_for_status(
-            response,
-            registry="registry.example.com",
-            repository="team/app",
-            action="pull",
-            what="manifest v1",
-            anonymous=False,
-            who="user 'alice'",
-        )
+        _raise_for(response, action="pull", what="manifest v1")
     assert "token not yet valid" in info.value.message
     assert info.value.hint is not None and "clock" in info.value.hint
 
@@ -600,15 +604,7 @@ def test_invalid_token_challenge_text_and_clock_hint_reach_the_user() -> None:
 def test_push_failure_messages_read_correctly(status: int) -> None:
     response = _response(status, {"errors": [{"code": "X", "message": "registry words"}]})
     with pytest.raises(RegistryError) as info:
-        raise_for_status(
-            response,
-            registry="registry.example.com",
-            repository="team/app",
-            action="push",
-            what="blob sha256:abc",
-            anonymous=False,
-            who="user 'alice'",
-        )
+        _raise_for(response)
     assert "push to of" not in info.value.message
     if status != 404:  # a 404 names what is missing instead
         assert "registry words" in info.value.message
@@ -627,28 +623,12 @@ def test_ecr_missing_repository_hint_is_the_create_command() -> None:
     text = "The repository with name 'team/app' does not exist in the registry with id '1234'"
     body = {"errors": [{"code": "NAME_UNKNOWN", "message": text}]}
     with pytest.raises(NotFoundError) as info:
-        raise_for_status(
-            _response(404, body),
-            registry=ECR,
-            repository="team/app",
-            action="push",
-            what="blob sha256:abc",
-            anonymous=False,
-            who="user 'AWS'",
-        )
+        _raise_for(_response(404, body), registry=ECR, who="user 'AWS'")
     assert info.value.hint is not None
     assert "aws ecr create-repository --repository-name team/app" in info.value.hint
     assert "--region eu-west-1" in info.value.hint
     with pytest.raises(NotFoundError) as other:
-        raise_for_status(
-            _response(404, body),
-            registry="harbor.example.com",
-            repository="team/app",
-            action="push",
-            what="blob sha256:abc",
-            anonymous=False,
-            who="user 'alice'",
-        )
+        _raise_for(_response(404, body), registry="harbor.example.com")
     assert "aws ecr" not in (other.value.hint or "")
 
 

@@ -19,9 +19,8 @@ from mpkit.reference import parse_reference
 from mpkit.registry import ClientOptions, open_client, push_image
 from tests.e2e.conftest import Mpkit, isolated_env
 from tests.fixtures.baseimage import SDK_TAG, base_image_layout
-from tests.fixtures.podman import Podman
+from tests.fixtures.podman import Podman, isolated_podman
 from tests.fixtures.registry import RegistryServer
-from tests.fixtures.tools import require_tool
 from tests.image.builders import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -127,13 +126,8 @@ def podman_env(engine: Podman) -> dict[str, str]:
 @pytest.fixture
 def fresh_podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     """podman with empty storage of its own, removed after the test."""
-    binary = require_tool("podman")
-    require_tool("runc")
-    engine = Podman(binary, tmp_path_factory.mktemp("podman"))
-    try:
+    with isolated_podman(tmp_path_factory) as engine:
         yield engine
-    finally:
-        engine.cleanup()
 
 
 def sdk_image(*, cmd: list[str] | None = None) -> Image:

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Mpkit
-from tests.fixtures.podman import Podman
+from tests.fixtures.podman import Podman, isolated_podman
 from tests.fixtures.registry import RegistryServer
-from tests.fixtures.tools import require_tool
 from tests.verify.conftest import alice, pack_for, podman_env, push, sdk_image, small_image
 
 MiB = 1024 * 1024
@@ -62,13 +61,8 @@ def test_run_denied_pull_explains_the_fixes(
 @pytest.fixture(scope="module")
 def shared_podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     """One storage for the tests below, so the base layer is pulled once."""
-    binary = require_tool("podman")
-    require_tool("runc")
-    engine = Podman(binary, tmp_path_factory.mktemp("podman-run"))
-    try:
+    with isolated_podman(tmp_path_factory, "podman-run") as engine:
         yield engine
-    finally:
-        engine.cleanup()
 
 
 def test_keep_and_memory_from_the_project(

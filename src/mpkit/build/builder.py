@@ -8,15 +8,11 @@ from pathlib import Path
 
 from mpkit.build.base import BaseImage, BaseResolver, base_reference, mirror_candidates
 from mpkit.build.context import BuildContext
-from mpkit.build.dockerfile import (
-    DockerfileError,
-    NeedsEngineError,
-    StageEvaluator,
-    parse_dockerfile,
-)
+from mpkit.build.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
 from mpkit.build.engine import EngineError, engine_build, find_engine
 from mpkit.build.layerstore import LayerStore
 from mpkit.build.native import NativeBuild, StepReport, check_native
+from mpkit.build.stage import StageEvaluator
 from mpkit.errors import ConfigError
 from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import source_date_epoch

@@ -41,8 +41,9 @@ from mpkit.build.context import (
     go_clean,
     has_wildcards,
 )
-from mpkit.build.dockerfile import DockerfileError, Instruction, NeedsEngineError, expand
+from mpkit.build.dockerfile import DockerfileError, Instruction, NeedsEngineError
 from mpkit.build.fsview import FileInfo, FilesystemView, normpath, resolve
+from mpkit.build.shellwords import expand
 from mpkit.image.layerwriter import LayerEntry
 
 CREATED_DIR_MODE = 0o755

@@ -9,9 +9,7 @@ from typing import Any
 
 from mpkit.build.builder import ENGINE_CHOICES, BuildRequest, BuildResult, build_image
 from mpkit.cli.common import (
-    add_credential_options,
-    add_output_options,
-    add_registry_options,
+    add_remote_options,
     client_options,
     explicit_credential,
     platform_arg,
@@ -60,9 +58,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="DIR",
         help="extra wheels for requirements PyPI has no target wheel for",
     )
-    add_credential_options(build)
-    add_registry_options(build)
-    add_output_options(build)
+    add_remote_options(build)
     build.set_defaults(handler=cmd_build)
 
 

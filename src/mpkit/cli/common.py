@@ -77,6 +77,13 @@ def add_credential_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_remote_options(parser: argparse.ArgumentParser) -> None:
+    """Credentials, registry connection and output: for commands that use a registry."""
+    add_credential_options(parser)
+    add_registry_options(parser)
+    add_output_options(parser)
+
+
 def add_platform_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--platform",

@@ -7,10 +7,9 @@ import json
 
 from mpkit.cli import build
 from mpkit.cli.common import (
-    add_credential_options,
     add_output_options,
     add_platform_option,
-    add_registry_options,
+    add_remote_options,
     client_options,
     explicit_credential,
     platform_arg,
@@ -47,9 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="try to mount blobs from this repository of the same registry",
     )
     add_platform_option(push)
-    add_credential_options(push)
-    add_registry_options(push)
-    add_output_options(push)
+    add_remote_options(push)
     push.set_defaults(handler=cmd_push)
 
     pull = verbs.add_parser(
@@ -65,9 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="use no credentials, as an Aria Operations cloud proxy does",
     )
     add_platform_option(pull)
-    add_credential_options(pull)
-    add_registry_options(pull)
-    add_output_options(pull)
+    add_remote_options(pull)
     pull.set_defaults(handler=cmd_pull)
 
     inspect = verbs.add_parser("inspect", help="show an image's manifest, config and sizes")
@@ -78,9 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="use no credentials, as an Aria Operations cloud proxy does",
     )
     add_platform_option(inspect)
-    add_credential_options(inspect)
-    add_registry_options(inspect)
-    add_output_options(inspect)
+    add_remote_options(inspect)
     inspect.set_defaults(handler=cmd_inspect)
 
 

@@ -8,9 +8,8 @@ import shlex
 from pathlib import Path
 
 from mpkit.cli.common import (
-    add_credential_options,
     add_output_options,
-    add_registry_options,
+    add_remote_options,
     client_options,
     explicit_credential,
 )
@@ -42,9 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "with a warning: preload it) from a missing one (exit 1)",
     )
     _add_default_registry(verify)
-    add_credential_options(verify)
-    add_registry_options(verify)
-    add_output_options(verify)
+    add_remote_options(verify)
     verify.set_defaults(handler=cmd_verify)
 
     preload = subparsers.add_parser(
@@ -71,9 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "docker load, podman load and ctr import accept under the pack's image name",
     )
     _add_default_registry(preload)
-    add_credential_options(preload)
-    add_registry_options(preload)
-    add_output_options(preload)
+    add_remote_options(preload)
     preload.set_defaults(handler=cmd_preload)
 
     run = subparsers.add_parser(

@@ -262,6 +262,14 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     return parsed
 
 
+def _schema2_object(data: bytes, what: str) -> dict[str, Any]:
+    """A manifest or index document: a JSON object with schemaVersion 2."""
+    document = parse_json_object(data, what)
+    if document.get("schemaVersion") != 2:
+        raise ImageFormatError(f"{what} does not have schemaVersion 2")
+    return document
+
+
 @dataclass
 class Image:
     """A single-platform image: exact manifest bytes, a config blob and layers."""
@@ -291,10 +299,7 @@ class Image:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        manifest = parse_json_object(self.manifest_bytes, "the image manifest")
-        if manifest.get("schemaVersion") != 2:
-            raise ImageFormatError("the image manifest does not have schemaVersion 2")
-        return manifest
+        return _schema2_object(self.manifest_bytes, "the image manifest")
 
     @property
     def media_type(self) -> str:
@@ -373,10 +378,7 @@ class ImageIndex:
 
     @property
     def index(self) -> dict[str, Any]:
-        index = parse_json_object(self.index_bytes, "the image index")
-        if index.get("schemaVersion") != 2:
-            raise ImageFormatError("the image index does not have schemaVersion 2")
-        return index
+        return _schema2_object(self.index_bytes, "the image index")
 
     @property
     def media_type(self) -> str:

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
+from mpkit.image.mediatypes import OCI_INDEX
 from mpkit.server import apierrors as codes
 from mpkit.server.apierrors import ApiError, bad_request, not_found
 from mpkit.server.auth import Authorizer, Identity
 from mpkit.server.bodies import Body, Headers, read_all
 from mpkit.server.config import ServerConfig
-from mpkit.server.manifests import OCI_INDEX, ParsedManifest, parse_manifest
+from mpkit.server.manifests import ParsedManifest, parse_manifest
 from mpkit.server.names import (
     Route,
     looks_like_digest,

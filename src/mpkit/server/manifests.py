@@ -7,16 +7,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from mpkit.image.mediatypes import (
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from mpkit.server.apierrors import MANIFEST_INVALID, ApiError
 from mpkit.server.names import valid_digest
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
+MANIFEST_TYPES = MANIFEST_MEDIA_TYPES | INDEX_MEDIA_TYPES  # what a manifest PUT may store
 SCHEMA1_TYPES = frozenset(
     {
         "application/vnd.docker.distribution.manifest.v1+json",
@@ -59,7 +59,7 @@ class ParsedManifest:
         # distribution-spec "Listing Referrers": artifactType falls back to the config
         # media type for image manifests, and is omitted for an index without one.
         artifact_type = self.artifact_type
-        if not artifact_type and self.media_type in IMAGE_TYPES:
+        if not artifact_type and self.media_type in MANIFEST_MEDIA_TYPES:
             artifact_type = self.config_media_type
         descriptor: dict[str, Any] = {
             "mediaType": self.media_type,
@@ -107,7 +107,7 @@ def parse_manifest(data: bytes, content_type: str | None) -> ParsedManifest:
         # distribution-spec: Content-Type MUST equal the manifest's mediaType field.
         raise invalid(f"Content-Type {header_type!r} does not match mediaType {field_type!r}")
     parsed = ParsedManifest(media_type=media_type)
-    if media_type in IMAGE_TYPES:
+    if media_type in MANIFEST_MEDIA_TYPES:
         config = _descriptor(document.get("config"), "config")
         parsed.config_media_type = config.media_type
         parsed.blobs.append(config)

@@ -1,0 +1,106 @@
+"""Install a Dockerfile's ``pip install`` for the image's Python, from any host.
+
+uv resolves and installs wheels for the *target* (``--python-platform`` and
+``--python-version`` make it evaluate environment markers and wheel tags for the image,
+not the host) into a staging directory; the staging tree is then mapped to the paths,
+owners, modes and shebangs that pip running inside the image would have produced.
+
+How pip's default ``--upgrade-strategy only-if-needed`` is emulated: every distribution
+the base image already has is planted in the staging directory as a stub ``.dist-info``
+(name and version only). uv, like pip, keeps installed distributions that satisfy the
+requirements, so without ``--upgrade`` nothing the base satisfies is installed; with
+``--upgrade`` the top-level names are passed as ``--upgrade-package`` (newest allowed
+version) while dependencies the base satisfies keep the base's version; ``eager`` passes
+``--upgrade``. Stubs that uv replaced are base distributions pip would uninstall: when
+they live in the directory pip installs into, the layer gets whiteouts for their files
+(pip leaves copies in other directories alone, e.g. Debian's /usr/lib/python3). A stub
+has no Requires-Dist, so the base's own dependencies are taken as satisfied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mpkit.build.fsview import FilesystemView
+from mpkit.build.piprun import PipInstall
+from mpkit.build.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
+from mpkit.build.pydeps.requirements import collect_inputs, index_options, truthy
+from mpkit.build.pydeps.staging import map_staging
+from mpkit.build.pydeps.uvrun import cache_key, run_uv, staged, uv_binary, uv_python_platform
+from mpkit.build.target import PythonTarget
+from mpkit.image.layerwriter import LayerEntry
+
+__all__ = [
+    "DependencyError",
+    "DependencyLayer",
+    "NoWheelError",
+    "PackageIndexError",
+    "install_requirements",
+    "uv_binary",  # the benchmarks time uv itself
+]
+
+
+@dataclass(frozen=True)
+class DependencyLayer:
+    """The layer a ``pip install`` RUN step produces, and what it installed."""
+
+    entries: list[LayerEntry]
+    cache_key: str
+    installed: dict[str, str]  # canonical name -> version
+    uninstalled: dict[str, str] = field(default_factory=dict)  # base dists pip replaced
+    staging: Path | None = None  # host files the entries read from
+
+
+def install_requirements(
+    install: PipInstall,
+    *,
+    context_root: Path,
+    target: PythonTarget,
+    workdir: str,
+    cache_dir: Path,
+    base: FilesystemView,
+    requirement_files: Mapping[str, Path] | None = None,
+    wheelhouse: Path | None = None,
+) -> DependencyLayer:
+    """Build the layer for *install* as pip inside the image would.
+
+    ``-r``/``-c`` files are found, in order: in *requirement_files* (keyed by the argument
+    as written, or by its absolute image path: the caller maps the files its COPY steps
+    put there), in the base image, then at *context_root*/argument. Nested ``-r``/``-c``
+    lines resolve relative to the file that contains them. uv's cache and the staging
+    trees live under *cache_dir*; the result's entries read files from ``staging``.
+    """
+    _check_installable(install, target)
+    inputs = collect_inputs(
+        install, workdir=workdir, base=base, context_root=context_root,
+        mapping=requirement_files or {},
+    )  # fmt: skip
+    index = index_options(install, target, workdir, context_root, requirement_files or {})
+    platform = uv_python_platform(target)
+    key = cache_key(install, inputs, index, target, platform, wheelhouse)
+    staging = staged(cache_dir, key)
+    if staging is None:
+        staging = run_uv(install, inputs, index, target, platform, key, cache_dir, wheelhouse)
+    entries, installed, uninstalled = map_staging(
+        staging / "target", target=target, base=base, requested=inputs.requested
+    )
+    return DependencyLayer(entries, key, installed, uninstalled, staging)
+
+
+def _check_installable(install: PipInstall, target: PythonTarget) -> None:
+    if not target.has_pip:
+        raise DependencyError(
+            f"the base image's python ({target.interpreter}) has no pip module: "
+            f"'{' '.join(install.launcher)} install' would fail inside the image",
+            hint="use a base image with pip installed, or build with --engine podman",
+        )
+    allowed = install.break_system_packages or truthy(target.env.get("PIP_BREAK_SYSTEM_PACKAGES"))
+    if target.externally_managed and not allowed:
+        raise DependencyError(
+            f"the base image's python ({target.interpreter}) is marked EXTERNALLY-MANAGED "
+            "(PEP 668): pip inside the image would refuse to install into it",
+            hint="remove EXTERNALLY-MANAGED from the base image, use a venv, or add "
+            "--break-system-packages to the pip install line",
+        )
