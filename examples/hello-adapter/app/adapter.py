@@ -19,6 +19,7 @@ import shutil
 import socket
 import sys
 import time
+from pathlib import Path
 
 import aria.ops.adapter_logging as logging
 from aria.ops.adapter_instance import AdapterInstance
@@ -90,7 +91,7 @@ def test(adapter_instance: AdapterInstance) -> TestResult:
     """Checks the account's settings when a user adds or edits it."""
     result = TestResult()
     disk_path = adapter_instance.get_identifier_value("disk_path", "/")
-    if not os.path.isdir(disk_path):
+    if not Path(disk_path).is_dir():
         result.with_error(f"The disk path {disk_path!r} is not a directory on this machine.")
     return result
 
@@ -112,7 +113,7 @@ def collect(adapter_instance: AdapterInstance) -> CollectResult:
 
     system.with_metric("cpu|logical_cpus", os.cpu_count() or 0)
     if hasattr(os, "getloadavg"):
-        for key, value in zip(("load_1m", "load_5m", "load_15m"), os.getloadavg()):
+        for key, value in zip(("load_1m", "load_5m", "load_15m"), os.getloadavg(), strict=True):
             system.with_metric(f"cpu|{key}", value)
 
     memory = _meminfo()
