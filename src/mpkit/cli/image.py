@@ -19,12 +19,12 @@ from mpkit.cli.output import Output, human_size
 from mpkit.errors import UsageError
 from mpkit.image.cache import LayerCache, default_cache_dir
 from mpkit.image.layout import OCILayoutWriter
-from mpkit.image.source import load_source
+from mpkit.image.source import load_source, parse_source
 from mpkit.registry import blob_locations, inspect_image, open_client, pull_image, push_image
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    image = subparsers.add_parser("image", help="push, pull and inspect images")
+    image = subparsers.add_parser("image", help="build, push, pull and inspect images")
     add_output_options(image)
     verbs = image.add_subparsers(dest="verb", metavar="VERB", required=True)
     build.register(verbs)
@@ -117,8 +117,6 @@ def cmd_pull(args: argparse.Namespace, out: Output) -> int:
     kind, _, rest = args.dest.partition(":")
     if kind != "oci" or not rest:
         raise UsageError(f"DEST {args.dest!r} is not supported", hint="use oci:DIR or oci:DIR:TAG")
-    from mpkit.image.source import parse_source
-
     _, directory, tag = parse_source(args.dest)
     options = client_options(args)
     credential = None if args.anonymous else explicit_credential(args)
