@@ -6,6 +6,7 @@ run and isolated tool homes, so every benchmark measures the same way.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import ctypes.util
@@ -14,17 +15,20 @@ import hashlib
 import json
 import os
 import platform
+import pstats
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "bench"
@@ -468,6 +472,176 @@ def machine_facts(tools: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
     ]
     facts += [(name, first_line(argv)) for name, argv in tools.items()]
     return facts
+
+
+def machine_text(
+    tools: Mapping[str, Sequence[str]], load_before: str, uncached_tool: str | None = None
+) -> str:
+    """The report's machine list: facts, the load average around the runs and, when
+    *uncached_tool*'s root blob-info cache could not be isolated, a note saying so."""
+    facts = machine_facts(tools)
+    facts.append(("load average (1/5/15 min) before → after", f"{load_before} → {load_average()}"))
+    if uncached_tool and CONTAINERS_SYSTEM_CACHE.exists() and not private_mounts_supported():
+        facts.append(("note", f"{uncached_tool}'s root blob-info cache could not be isolated"))
+    return "\n".join(f"- {name}: {value}" for name, value in facts)
+
+
+def timed_text(commands: Mapping[str, str]) -> str:
+    """The report's list of timed commands."""
+    return "\n".join(f"- {name}: `{argv}`" for name, argv in commands.items())
+
+
+def display_command(argv: Sequence[str], replacements: Mapping[str, str]) -> str:
+    """*argv* as a shell line, with machine-specific paths replaced by their short names."""
+    text = shlex.join(argv)
+    for path, name in replacements.items():
+        text = text.replace(path, name)
+    return text
+
+
+TIMES_HEADERS = ("scenario", "tool", "median s", "min s", "max s", "all runs (s, in order)")
+
+
+def summary_cells(summary: Summary) -> list[str]:
+    """Median, min and max (ms precision), then every sample in order."""
+    return [
+        seconds_text(summary.median),
+        seconds_text(summary.minimum),
+        seconds_text(summary.maximum),
+        " ".join(f"{x:.2f}" for x in summary.samples),
+    ]
+
+
+def times_table(rows: Iterable[tuple[str, str, Summary]]) -> str:
+    """A (scenario, tool, summary) table under :data:`TIMES_HEADERS`."""
+    return markdown_table(
+        TIMES_HEADERS, [[scenario, tool, *summary_cells(s)] for scenario, tool, s in rows]
+    )
+
+
+def yes(value: bool) -> str:
+    return "yes" if value else "**no**"
+
+
+# --- profiling mpkit -------------------------------------------------------------------
+
+
+def mpkit_package() -> Path:
+    """The directory of the mpkit package that the benchmarks run."""
+    import mpkit
+
+    return Path(mpkit.__file__).parent
+
+
+def prime_mpkit_bytecode() -> None:
+    prime_bytecode(mpkit_package())
+
+
+def profiled_argv(argv: Sequence[str], output: Path) -> list[str]:
+    """*argv* (``python -m mpkit ...``) run under cProfile, its stats written to *output*."""
+    module_at = list(argv).index("-m")
+    return [*argv[:module_at], "-m", "cProfile", "-o", str(output), *argv[module_at:]]
+
+
+def profile_rows(
+    path: Path, *, enclosing: Collection[str], skip: Collection[str], limit: int
+) -> tuple[float, list[list[str]]]:
+    """Total seconds and the costliest mpkit functions (cumulative), plus all imports.
+
+    Functions of the *enclosing* files (relative to the package) and those named in *skip*
+    enclose (most of) the whole run: they are left out, as are module bodies.
+    """
+    stats: Any = pstats.Stats(str(path))
+    entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats
+    total = float(stats.total_tt)
+    imports = max(
+        (
+            cumulative
+            for (file, _, name), (*_, cumulative, _) in entries.items()
+            if name == "_find_and_load" and "importlib" in file
+        ),
+        default=0.0,
+    )
+    package = str(mpkit_package()) + "/"
+    ranked = sorted(
+        (
+            (cumulative, file.removeprefix(package), line, name)
+            for (file, line, name), (*_, cumulative, _) in entries.items()
+            if file.startswith(package)
+            and name != "<module>"
+            and name not in skip
+            and file.removeprefix(package) not in enclosing
+        ),
+        reverse=True,
+    )[:limit]
+    rows = [["module imports (all)", seconds_text(imports), f"{imports / total:.0%}"]]
+    rows += [
+        [f"`{file}:{line}` {name}", seconds_text(cumulative), f"{cumulative / total:.0%}"]
+        for cumulative, file, line, name in ranked
+    ]
+    return total, rows
+
+
+def profile_section(
+    path: Path | None, what: str, *, enclosing: Collection[str], skip: Collection[str], limit: int
+) -> str:
+    """The report's paragraph and table on where *what* (one more mpkit run) spends its
+    time, from the stats in *path*; empty without a profile."""
+    if path is None or not path.exists():
+        return ""
+    total, rows = profile_rows(path, enclosing=enclosing, skip=skip, limit=limit)
+    return (
+        f"\nWhere {what} spends its time (cProfile, {total:.2f} s under the profiler; "
+        "cumulative, nested entries overlap):\n\n"
+        + markdown_table(["function", "cumulative s", "share"], rows)
+        + "\n"
+    )
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser described by the first line of the script's docstring."""
+    return argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
+
+
+def add_results_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS_PATH, help="markdown file to update"
+    )
+
+
+def add_profile_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--no-profile", dest="profile", action="store_false", help=help)
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """How the benchmark was started, for the report (``python bench/SCRIPT ARGS``)."""
+    return shlex.join(["python", f"bench/{script}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_results(section: str, body: str, path: Path) -> None:
+    """Write the ``bench:SECTION`` section of *path*, show it and say where it went."""
+    update_section(section, body, path)
+    log(body)
+    log(f"wrote the bench:{section} section of {path}")
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: registries stopped, scratch dirs removed
+
+
+def run_main(main: Callable[[], int], what: str) -> NoReturn:
+    """Run a benchmark's *main* as a script: SIGTERM/SIGINT unwind it (so registries stop
+    and scratch directories and podman storage go), and a BenchError ends it with 1."""
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        log(f"{what} benchmark failed: {error}")
+        sys.exit(1)
 
 
 def log(message: str) -> None:

@@ -27,56 +27,61 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import pstats
 import re
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from _common import (
     CONTAINERS_SYSTEM_CACHE,
-    RESULTS_PATH,
     WORK_DIR,
     BenchError,
-    CommandRun,
     ServedManifest,
     Summary,
     ToolHome,
+    add_profile_argument,
+    add_results_argument,
+    bench_parser,
+    command_line,
     fresh_registry,
     isolated_home,
     load_average,
     log,
-    machine_facts,
+    machine_text,
     markdown_table,
-    prime_bytecode,
-    private_mounts_supported,
+    prime_mpkit_bytecode,
+    profile_section,
+    profiled_argv,
     registry_blob_sizes,
     require_tools,
+    run_main,
     run_timed,
     seconds_text,
     served_manifest,
-    update_section,
+    timed_text,
+    times_table,
     utc_now,
+    write_results,
+    yes,
+)
+from _podman import (
+    BenchPodman,
+    Results,
+    ToolRun,
+    base_registry,
+    mpkit_command_text,
+    podman_command_text,
 )
 
 # isort: split
-from tests.fixtures.baseimage import (
-    SDK_REGISTRY,
-    SDK_REPOSITORY,
-    SDK_TAG,
-    UPSTREAM_NAME,
-    publish_sdk_base,
-)
-from tests.fixtures.podman import Podman
+from tests.fixtures.baseimage import SDK_REGISTRY, UPSTREAM_NAME
 from tests.fixtures.registry import RegistryServer
-
-import mpkit
+from tests.fixtures.sdkmanifest import sdk_manifest
 
 SECTION = "build"
 REPOSITORY = "bench/adapter"
@@ -106,25 +111,14 @@ collect = /usr/local/bin/python app/adapter.py collect
 adapter_definition = /usr/local/bin/python app/adapter.py adapter_definition
 endpoint_urls = /usr/local/bin/python app/adapter.py endpoint_urls
 """
-MANIFEST = {
-    "display_name": "DISPLAY_NAME",
-    "name": "iSDK_BenchAdapter",
-    "description": "Build benchmark adapter",
-    "version": "1.0.0",
-    "vcops_minimum_version": "8.10.0",
-    "disk_space_required": 500,
-    "run_scripts_on_all_nodes": "true",
-    "eula_file": "",
-    "platform": ["Linux Non-VA", "Linux VA"],
-    "vendor": "mpkit",
-    "pak_icon": "",
-    "pak_validation_script": {"script": ""},
-    "adapter_pre_script": {"script": ""},
-    "adapter_post_script": {"script": ""},
-    "adapters": ["adapter.zip"],
-    "adapter_kinds": ["BenchAdapter"],
-    "license_type": "",
-}
+MANIFEST = sdk_manifest(
+    name="iSDK_BenchAdapter",
+    description="Build benchmark adapter",
+    eula_file="",
+    vendor="mpkit",
+    pak_icon="",
+    adapter_kinds=["BenchAdapter"],
+)
 CONSTANTS_PY = '''\
 """Names shared by the adapter's commands."""
 
@@ -281,15 +275,6 @@ def change_one_line(project: Path, revision: str) -> None:
 # -- the tools ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ToolRun:
-    """One timed build-and-push: total seconds, its timed parts, and mpkit's report."""
-
-    seconds: float
-    parts: Mapping[str, float]
-    report: Mapping[str, Any] | None = None
-
-
 class Session(Protocol):
     """One tool's state for one round: its home, caches or storage."""
 
@@ -316,52 +301,15 @@ class MpkitSession:
         return ToolRun(run.seconds, {}, json.loads(run.stdout))
 
 
-class PodmanSession:
-    """``podman build -t REF PROJECT`` then ``podman push --tls-verify=false REF``.
-
-    Storage, configuration (SPEC §9: runc, cgroupfs, ulimits; overlay driver) and the
-    registries.conf mirror are this session's own; so is root's blob-info cache, replaced
-    in a private mount namespace like skopeo's in push.py.
-    """
-
-    name = "podman"
+class PodmanSession(BenchPodman):
+    """podman build + push with its own storage under ``ROOT/podman`` (see BenchPodman)."""
 
     def __init__(self, binary: str, root: Path, home: ToolHome, base_host: str) -> None:
-        self.binary = binary
-        self.home = home
-        # A short runroot (podman puts sockets there) named for this benchmark.
-        runroot = Path(tempfile.mkdtemp(prefix=RUNROOT_PREFIX, dir="/tmp"))
-        self.podman = Podman(binary, root / "podman", runroot=runroot, driver="overlay")
-        self.podman.add_mirrors({SDK_REGISTRY: base_host})
-        own = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF")
-        self.env = {**home.env, **{key: self.podman.env[key] for key in own}}
-        self.podman.env = self.env
-
-    def allow(self, registry_host: str) -> None:
-        self.podman.add_registry(registry_host)
+        super().__init__(binary, root / "podman", home, base_host, RUNROOT_PREFIX)
 
     def init_storage(self) -> None:
         """Create the empty storage untimed, as on a machine where podman was used before."""
-        self._run([self.binary, "images"])
-
-    def build_argv(self, project: Path, target: str) -> list[str]:
-        return [self.binary, "build", "-t", target, str(project)]
-
-    def push_argv(self, target: str) -> list[str]:
-        return [self.binary, "push", "--tls-verify=false", target]
-
-    def build_and_push(self, project: Path, target: str) -> ToolRun:
-        build = self._run(self.build_argv(project, target))
-        push = self._run(self.push_argv(target))
-        return ToolRun(build.seconds + push.seconds, {"build": build.seconds, "push": push.seconds})
-
-    def _run(self, argv: Sequence[str]) -> CommandRun:
-        return run_timed(argv, env=self.env, preexec=self.home.preexec)
-
-    def close(self) -> None:
-        """Remove this session's containers, images, graphroot and runroot."""
-        self.podman.cleanup()
-        shutil.rmtree(self.podman.root, ignore_errors=True)
+        self.timed([self.binary, "images"])
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -454,22 +402,6 @@ def check(measurement: Measurement, cold: Measurement | None, base_layers: int) 
 # -- the rounds -----------------------------------------------------------------------------
 
 
-@dataclass
-class Results:
-    measurements: list[Measurement]
-
-    def of(self, scenario: str, tool: str) -> list[Measurement]:
-        return [m for m in self.measurements if m.scenario == scenario and m.tool == tool]
-
-    def summary(self, scenario: str, tool: str, part: str | None = None) -> Summary:
-        found = self.of(scenario, tool)
-        return Summary.of([m.run.parts[part] if part else m.run.seconds for m in found])
-
-    def speedup(self, scenario: str) -> float:
-        """podman's median over mpkit's: above 1.0, mpkit is faster."""
-        return self.summary(scenario, "podman").median / self.summary(scenario, "mpkit").median
-
-
 @dataclass(frozen=True)
 class Setup:
     podman: str
@@ -478,8 +410,10 @@ class Setup:
     base_layers: int
 
 
-def run_rounds(setup: Setup, runs: int, scratch: Path, profile: Path | None) -> Results:
-    results = Results([])
+def run_rounds(
+    setup: Setup, runs: int, scratch: Path, profile: Path | None
+) -> Results[Measurement]:
+    results: Results[Measurement] = Results()
     for number in range(1, runs + 1):
         round_dir = scratch / f"round-{number}"
         last = number == runs
@@ -535,53 +469,16 @@ def _one_round(
 # -- profiling ------------------------------------------------------------------------------
 
 
+PROFILE_ENCLOSING = ("__main__.py", "cli/__init__.py")  # the entry point's wrappers
+
+
 def profile_mpkit(session: MpkitSession, project: Path, target: str, output: Path) -> None:
     """One more app-only mpkit run under cProfile (not timed), its stats in *output*."""
-    argv = session.argv(project, target)
-    module_at = argv.index("-m")
-    profiled = [*argv[:module_at], "-m", "cProfile", "-o", str(output), *argv[module_at:]]
-    run_timed(profiled, env=session.env, preexec=session.home.preexec)
-
-
-def profile_rows(path: Path) -> tuple[float, list[list[str]]]:
-    """The run's total seconds and its costliest mpkit functions (cumulative), plus imports.
-
-    The entry point's wrappers (``__main__``, ``cli.main``) enclose the whole run: left out.
-    """
-    stats: Any = pstats.Stats(str(path))
-    entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats
-    total = float(stats.total_tt)
-    imports = max(
-        (
-            cumulative
-            for (file, _, name), (_, _, _, cumulative, _) in entries.items()
-            if name == "_find_and_load" and "importlib" in file
-        ),
-        default=0.0,
-    )
-    package = str(Path(mpkit.__file__).parent) + "/"
-    wrappers = {package + "__main__.py", package + "cli/__init__.py"}  # enclose the whole run
-    ranked = sorted(
-        (
-            (cumulative, file, line, name)
-            for (file, line, name), (_, _, _, cumulative, _) in entries.items()
-            if file.startswith(package) and name != "<module>" and file not in wrappers
-        ),
-        reverse=True,
-    )[:PROFILE_ROWS]
-    rows = [["module imports (all)", seconds_text(imports), f"{imports / total:.0%}"]]
-    rows += [
-        [f"`{file.removeprefix(package)}:{line}` {name}", seconds_text(cum), f"{cum / total:.0%}"]
-        for cum, file, line, name in ranked
-    ]
-    return total, rows
+    argv = profiled_argv(session.argv(project, target), output)
+    run_timed(argv, env=session.env, preexec=session.home.preexec)
 
 
 # -- the report -----------------------------------------------------------------------------
-
-
-def _yes(value: bool) -> str:
-    return "yes" if value else "**no**"
 
 
 def _median_int(values: Sequence[int]) -> int:
@@ -603,7 +500,7 @@ class ReportInputs:
     profile: Path | None
 
 
-def report(results: Results, inputs: ReportInputs) -> str:
+def report(results: Results[Measurement], inputs: ReportInputs) -> str:
     app_mpkit = results.of("app-only", "mpkit")
     extra = _median_int([(m.reported_upload or 0) - m.app_layer for m in app_mpkit])
     uploaded = _median_int([m.reported_upload or 0 for m in app_mpkit])
@@ -615,36 +512,24 @@ def report(results: Results, inputs: ReportInputs) -> str:
             [
                 f"cold build+push: mpkit ≥ {COLD_SPEEDUP_GOAL:.0f}x faster than podman",
                 f"{cold_speedup:.2f}x",
-                _yes(cold_speedup >= COLD_SPEEDUP_GOAL),
+                yes(cold_speedup >= COLD_SPEEDUP_GOAL),
             ],
             [
                 f"app-only rebuild+push: mpkit ≥ {APP_SPEEDUP_GOAL:.0f}x faster than podman",
                 f"{app_speedup:.2f}x",
-                _yes(app_speedup >= APP_SPEEDUP_GOAL),
+                yes(app_speedup >= APP_SPEEDUP_GOAL),
             ],
             [
                 f"app-only push: mpkit uploads ≤ app layer + {EXTRA_UPLOAD_GOAL // 1024} KiB",
                 f"{uploaded:,} B for a {app_layer:,} B app layer (+{extra:,} B)",
-                _yes(extra <= EXTRA_UPLOAD_GOAL),
+                yes(extra <= EXTRA_UPLOAD_GOAL),
             ],
         ],
     )
-    times = []
-    for scenario in SCENARIOS:
-        for tool in TOOLS:
-            s = results.summary(scenario, tool)
-            times.append(
-                [
-                    scenario,
-                    tool,
-                    seconds_text(s.median),
-                    seconds_text(s.minimum),
-                    seconds_text(s.maximum),
-                    " ".join(f"{x:.2f}" for x in s.samples),
-                ]
-            )
-    times_table = markdown_table(
-        ["scenario", "tool", "median s", "min s", "max s", "all runs (s, in order)"], times
+    times = times_table(
+        (scenario, tool, results.summary(scenario, tool))
+        for scenario in SCENARIOS
+        for tool in TOOLS
     )
     parts = markdown_table(
         ["scenario", "podman build s", "podman push s"],
@@ -690,30 +575,21 @@ def report(results: Results, inputs: ReportInputs) -> str:
         ],
         bytes_rows,
     )
-    facts = machine_facts(
-        {
-            "podman": ["podman", "--version"],
-            "registry": ["docker-registry", "--version"],
-            "uv (mpkit's resolver)": [uv_command(), "--version"],
-        }
-    )
-    facts.append(
-        ("load average (1/5/15 min) before → after", f"{inputs.load_before} → {load_average()}")
-    )
-    if CONTAINERS_SYSTEM_CACHE.exists() and not private_mounts_supported():
-        facts.append(("note", "podman's root blob-info cache could not be isolated"))
-    machine = "\n".join(f"- {name}: {value}" for name, value in facts)
-    timed = "\n".join(f"- {name}: `{argv}`" for name, argv in inputs.commands.items())
+    tools = {
+        "podman": ["podman", "--version"],
+        "registry": ["docker-registry", "--version"],
+        "uv (mpkit's resolver)": [uv_command(), "--version"],
+    }
+    machine = machine_text(tools, inputs.load_before, uncached_tool="podman")
+    timed = timed_text(inputs.commands)
     requirements = ", ".join(f"`{r}`" for r in REQUIREMENTS)
-    profile = ""
-    if inputs.profile is not None and inputs.profile.exists():
-        total, rows = profile_rows(inputs.profile)
-        profile = (
-            f"\nWhere one more app-only mpkit build+push spends its time (cProfile, "
-            f"{total:.2f} s under the profiler; cumulative, nested entries overlap):\n\n"
-            + markdown_table(["function", "cumulative s", "share"], rows)
-            + "\n"
-        )
+    profile = profile_section(
+        inputs.profile,
+        "one more app-only mpkit build+push",
+        enclosing=PROFILE_ENCLOSING,
+        skip=(),
+        limit=PROFILE_ROWS,
+    )
     dockerfile = "\n".join(f"    {line}" for line in DOCKERFILE.splitlines())
     return f"""## Build: `mpkit image build --push` vs `podman build` + `podman push`
 
@@ -723,7 +599,7 @@ Produced by `{inputs.command}` on {utc_now()}, {inputs.runs} run(s) per tool and
 
 Speedup = podman's median / mpkit's median (above 1: mpkit is faster).
 
-{times_table}
+{times}
 
 podman's time is its build plus its push (medians):
 
@@ -788,39 +664,21 @@ def uv_command() -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=3, help="rounds (each: cold, then app-only)")
-    parser.add_argument(
-        "--no-profile",
-        dest="profile",
-        action="store_false",
-        help="skip the extra profiled app-only mpkit run of the last round",
-    )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_PATH, help="markdown file to update"
-    )
+    add_profile_argument(parser, "skip the extra profiled app-only mpkit run of the last round")
+    add_results_argument(parser)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be positive")
     return args
 
 
-@contextlib.contextmanager
-def base_registry(scratch: Path) -> Iterator[tuple[RegistryServer, str, int, int]]:
-    """A fresh registry serving the SDK base stand-in: (registry, digest, layers, bytes)."""
-    with fresh_registry(scratch / "registry-base") as registry:
-        base = publish_sdk_base(registry)
-        manifest = served_manifest(registry.host, SDK_REPOSITORY, SDK_TAG)
-        if manifest.digest != base.digest:
-            raise BenchError(f"the base registry serves {manifest.digest}, expected {base.digest}")
-        yield registry, base.digest, len(manifest.layers), sum(manifest.layer_sizes)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", "bench/build.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("build.py", argv)
     paths = require_tools("podman", "runc", "docker-registry")
-    prime_bytecode(Path(mpkit.__file__).parent)
+    prime_mpkit_bytecode()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="build-runs.", dir=WORK_DIR))
     profile = scratch / "app-only.prof" if args.profile else None
@@ -842,9 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         section = report(results, inputs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    update_section(SECTION, section, args.results)
-    log(section)
-    log(f"wrote the bench:{SECTION} section of {args.results}")
+    write_results(SECTION, section, args.results)
     return 0
 
 
@@ -853,23 +709,8 @@ def _command_texts(setup: Setup) -> dict[str, str]:
     home = ToolHome(root=Path("HOME"), env={})
     mpkit_argv = MpkitSession(home, setup.mpkit_command, "BASE").argv(project, target)
     mpkit_text = shlex.join(mpkit_argv).replace(sys.executable, "python")
-    build = shlex.join(["podman", "build", "-t", target, str(project)])
-    push = shlex.join(["podman", "push", "--tls-verify=false", target])
-    return {
-        "mpkit": f"MPKIT_MIRRORS={SDK_REGISTRY}=127.0.0.1:BASEPORT {mpkit_text}",
-        "podman": f"{build} && {push}",
-    }
-
-
-def _stop_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds: registries stopped, podman storage removed
+    return {"mpkit": mpkit_command_text(mpkit_text), "podman": podman_command_text(target)}
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _stop_on_signal)
-    signal.signal(signal.SIGINT, _stop_on_signal)
-    try:
-        sys.exit(main())
-    except BenchError as error:
-        log(f"build benchmark failed: {error}")
-        sys.exit(1)
+    run_main(main, "build")

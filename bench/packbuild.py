@@ -26,40 +26,49 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import pstats
-import shlex
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from _common import (
     CONTAINERS_SYSTEM_CACHE,
-    RESULTS_PATH,
     WORK_DIR,
     BenchError,
-    CommandRun,
     ServedManifest,
-    Summary,
     ToolHome,
+    add_profile_argument,
+    add_results_argument,
+    bench_parser,
+    command_line,
     fresh_registry,
     isolated_home,
     load_average,
     log,
-    machine_facts,
+    machine_text,
     markdown_table,
-    prime_bytecode,
-    private_mounts_supported,
+    prime_mpkit_bytecode,
+    profile_section,
+    profiled_argv,
     require_tools,
+    run_main,
     run_timed,
     seconds_text,
     served_manifest,
-    update_section,
+    timed_text,
+    times_table,
     utc_now,
+    write_results,
+)
+from _podman import (
+    BenchPodman,
+    Results,
+    ToolRun,
+    base_registry,
+    mpkit_command_text,
+    podman_command_text,
 )
 
 # isort: split
@@ -72,11 +81,7 @@ from tests.e2e.sdkproject import (
     sdk_mirror,
     write_sdk_project,
 )
-from tests.fixtures.baseimage import SDK_REGISTRY, SDK_REPOSITORY, SDK_TAG, publish_sdk_base
-from tests.fixtures.podman import Podman
 from tests.fixtures.registry import RegistryServer
-
-import mpkit
 
 SECTION = "packbuild"
 REPOSITORY = "bench/adapter"
@@ -89,15 +94,6 @@ PROFILE_ROWS = 10
 
 
 # -- the tools ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ToolRun:
-    """One timed run: wall-clock seconds, its timed parts, mpkit's ``--json`` report."""
-
-    seconds: float
-    parts: Mapping[str, float] = field(default_factory=dict)
-    report: Mapping[str, Any] | None = None
 
 
 class MpkitTool:
@@ -133,57 +129,27 @@ class MpkitTool:
         return served_manifest(self.registry.host, REPOSITORY, self.last_tag)
 
 
-class PodmanTool:
-    """``podman build -t REF PROJECT``, then ``podman push --tls-verify=false REF``.
-
-    Its storage (overlay, SPEC §9 engine settings), registries.conf with the SDK mirror and
-    auth file are its own (``tests/fixtures/podman.py``); root's blob-info cache is replaced
-    by an empty directory in a private mount namespace.
-    """
-
-    name = "podman"
+class PodmanTool(BenchPodman):
+    """podman build + push of *project* into *registry* (see BenchPodman)."""
 
     def __init__(
         self, binary: str, root: Path, home: ToolHome, project: Path, registry: RegistryServer,
         base: str,
     ) -> None:  # fmt: skip
-        self.binary = binary
-        self.home = home
+        super().__init__(binary, root, home, base, RUNROOT_PREFIX)
         self.project = project
         self.registry = registry
-        runroot = Path(tempfile.mkdtemp(prefix=RUNROOT_PREFIX, dir="/tmp"))  # short: sockets
-        self.podman = Podman(binary, root, runroot=runroot, driver="overlay")
-        self.podman.add_mirrors({SDK_REGISTRY: base})
-        self.podman.add_registry(registry.host)
-        own = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF")
-        self.env = {**home.env, **{key: self.podman.env[key] for key in own}}
-        self.podman.env = self.env
+        self.allow(registry.host)
 
     @property
     def target(self) -> str:
         return f"{self.registry.host}/{REPOSITORY}:{PODMAN_TAG}"
 
-    def build_argv(self) -> list[str]:
-        return [self.binary, "build", "-t", self.target, str(self.project)]
-
-    def push_argv(self) -> list[str]:
-        return [self.binary, "push", "--tls-verify=false", self.target]
-
     def run(self) -> ToolRun:
-        build = self._timed(self.build_argv())
-        push = self._timed(self.push_argv())
-        parts = {"build": build.seconds, "push": push.seconds}
-        return ToolRun(build.seconds + push.seconds, parts)
+        return self.build_and_push(self.project, self.target)
 
     def served(self) -> ServedManifest:
         return served_manifest(self.registry.host, REPOSITORY, PODMAN_TAG)
-
-    def _timed(self, argv: Sequence[str]) -> CommandRun:
-        return run_timed(argv, env=self.env, preexec=self.home.preexec)
-
-    def close(self) -> None:
-        self.podman.cleanup()
-        shutil.rmtree(self.podman.root, ignore_errors=True)
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -245,21 +211,6 @@ def check_podman(tool: PodmanTool, scenario: str, previous: Measurement | None) 
 # -- the runs ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Results:
-    measurements: list[Measurement] = field(default_factory=list)
-
-    def of(self, scenario: str, tool: str) -> list[Measurement]:
-        return [m for m in self.measurements if (m.scenario, m.tool) == (scenario, tool)]
-
-    def summary(self, scenario: str, tool: str, part: str | None = None) -> Summary:
-        found = self.of(scenario, tool)
-        return Summary.of([m.run.parts[part] if part else m.run.seconds for m in found])
-
-    def speedup(self, scenario: str) -> float:
-        return self.summary(scenario, "podman").median / self.summary(scenario, "mpkit").median
-
-
 @contextlib.contextmanager
 def tools_for(
     scratch: Path, podman_binary: str, base_host: str
@@ -290,13 +241,13 @@ def tools_for(
         yield mpkit_tool, podman_tool
 
 
-def run_all(mpkit_tool: MpkitTool, podman_tool: PodmanTool, runs: int) -> Results:
+def run_all(mpkit_tool: MpkitTool, podman_tool: PodmanTool, runs: int) -> Results[Measurement]:
     log("first (untimed) build of each tool: base pull, requirements, full push")
     last: dict[str, Measurement] = {
         "mpkit": check_mpkit(mpkit_tool, "first", None),
         "podman": check_podman(podman_tool, "first", None),
     }
-    results = Results()
+    results: Results[Measurement] = Results()
     for number in range(1, runs + 1):
         for scenario in SCENARIOS:
             if scenario == "app-only":
@@ -312,46 +263,13 @@ def run_all(mpkit_tool: MpkitTool, podman_tool: PodmanTool, runs: int) -> Result
     return results
 
 
+PROFILE_ENCLOSING = ("__main__.py", "cli/__init__.py", "cli/packbuild.py")
+PROFILE_SKIP = ("build_pack_flow",)  # the build flow's entry point encloses most of the run
+
+
 def profile_no_change(tool: MpkitTool, output: Path) -> None:
     """One more no-change mpkit build under cProfile (not timed)."""
-    argv = tool.argv
-    at = argv.index("-m")
-    profiled = [*argv[:at], "-m", "cProfile", "-o", str(output), *argv[at:]]
-    run_timed(profiled, env=tool.env, preexec=tool.home.preexec)
-
-
-def profile_rows(path: Path) -> tuple[float, list[list[str]]]:
-    """Total seconds and the costliest mpkit functions (cumulative), plus all imports.
-
-    ``__main__`` and ``cli/__init__`` enclose the whole run and the build flow's entry
-    points enclose most of it: they are left out.
-    """
-    stats: Any = pstats.Stats(str(path))
-    entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats
-    total = float(stats.total_tt)
-    imports = max(
-        (cum for (file, _, name), (*_, cum, _) in entries.items()
-         if name == "_find_and_load" and "importlib" in file),
-        default=0.0,
-    )  # fmt: skip
-    package = str(Path(mpkit.__file__).parent) + "/"
-    enclosing = {"__main__.py", "cli/__init__.py", "cli/packbuild.py"}
-    ranked = sorted(
-        (
-            (cum, file.removeprefix(package), line, name)
-            for (file, line, name), (*_, cum, _) in entries.items()
-            if file.startswith(package)
-            and name not in ("<module>", "build_pack_flow")
-            and file.removeprefix(package) not in enclosing
-        ),
-        reverse=True,
-    )[:PROFILE_ROWS]
-    rows = [["module imports (all)", seconds_text(imports), f"{imports / total:.0%}"]]
-    rows += [
-        [f"`{file}:{line}` {name}", seconds_text(cum), f"{cum / total:.0%}"]
-        for cum, file, line, name in ranked
-    ]
-    return total, rows
+    run_timed(profiled_argv(tool.argv, output), env=tool.env, preexec=tool.home.preexec)
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -367,17 +285,11 @@ class ReportInputs:
     profile: Path | None
 
 
-def report(results: Results, inputs: ReportInputs) -> str:
-    rows = []
-    for scenario in SCENARIOS:
-        for tool in TOOLS:
-            s = results.summary(scenario, tool)
-            rows.append([
-                scenario, tool, seconds_text(s.median), seconds_text(s.minimum),
-                seconds_text(s.maximum), " ".join(f"{x:.2f}" for x in s.samples),
-            ])  # fmt: skip
-    times = markdown_table(
-        ["scenario", "tool", "median s", "min s", "max s", "all runs (s, in order)"], rows
+def report(results: Results[Measurement], inputs: ReportInputs) -> str:
+    times = times_table(
+        (scenario, tool, results.summary(scenario, tool))
+        for scenario in SCENARIOS
+        for tool in TOOLS
     )
     speedups = markdown_table(
         ["scenario", "podman median / mpkit median"],
@@ -395,26 +307,16 @@ def report(results: Results, inputs: ReportInputs) -> str:
             for scenario in SCENARIOS
         ],
     )
-    facts = machine_facts({
-        "podman": ["podman", "--version"],
-        "registry": ["docker-registry", "--version"],
-    })  # fmt: skip
-    facts.append(
-        ("load average (1/5/15 min) before → after", f"{inputs.load_before} → {load_average()}")
+    tools = {"podman": ["podman", "--version"], "registry": ["docker-registry", "--version"]}
+    machine = machine_text(tools, inputs.load_before, uncached_tool="podman")
+    timed = timed_text(inputs.commands)
+    profile = profile_section(
+        inputs.profile,
+        "one more no-change mpkit build",
+        enclosing=PROFILE_ENCLOSING,
+        skip=PROFILE_SKIP,
+        limit=PROFILE_ROWS,
     )
-    if CONTAINERS_SYSTEM_CACHE.exists() and not private_mounts_supported():
-        facts.append(("note", "podman's root blob-info cache could not be isolated"))
-    machine = "\n".join(f"- {name}: {value}" for name, value in facts)
-    timed = "\n".join(f"- {name}: `{argv}`" for name, argv in inputs.commands.items())
-    profile = ""
-    if inputs.profile is not None and inputs.profile.exists():
-        total, profile_table = profile_rows(inputs.profile)
-        profile = (
-            f"\nWhere one more no-change mpkit build spends its time (cProfile, {total:.2f} s "
-            "under the profiler; cumulative, nested entries overlap):\n\n"
-            + markdown_table(["function", "cumulative s", "share"], profile_table)
-            + "\n"
-        )
     requirements = ", ".join(f"`{r}`" for r in DEFAULT_REQUIREMENTS)
     dockerfile = "\n".join(f"    {line}" for line in SDK_DOCKERFILE.splitlines())
     return f"""## Pack build: `mpkit build` vs `podman build` + `podman push`
@@ -475,17 +377,10 @@ Machine:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs per tool and scenario")
-    parser.add_argument(
-        "--no-profile",
-        dest="profile",
-        action="store_false",
-        help="skip the extra profiled no-change mpkit build after the runs",
-    )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_PATH, help="markdown file to update"
-    )
+    add_profile_argument(parser, "skip the extra profiled no-change mpkit build after the runs")
+    add_results_argument(parser)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be positive")
@@ -495,54 +390,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def command_texts() -> dict[str, str]:
     target = f"127.0.0.1:PORT/{REPOSITORY}:{PODMAN_TAG}"
     return {
-        "mpkit": f"MPKIT_MIRRORS={SDK_REGISTRY}=127.0.0.1:BASEPORT "
-        "python -m mpkit build PROJECT --json --no-ttl",
-        "podman": f"podman build -t {target} PROJECT && podman push --tls-verify=false {target}",
+        "mpkit": mpkit_command_text("python -m mpkit build PROJECT --json --no-ttl"),
+        "podman": podman_command_text(target),
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(
-        ["python", "bench/packbuild.py", *(sys.argv[1:] if argv is None else argv)]
-    )
+    command = command_line("packbuild.py", argv)
     paths = require_tools("podman", "runc", "docker-registry")
-    prime_bytecode(Path(mpkit.__file__).parent)
+    prime_mpkit_bytecode()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="packbuild-runs.", dir=WORK_DIR))
     try:
-        with fresh_registry(scratch / "registry-base") as base_registry:
-            base = publish_sdk_base(base_registry)
-            served = served_manifest(base_registry.host, SDK_REPOSITORY, SDK_TAG)
-            if served.digest != base.digest:
-                raise BenchError(f"the base registry serves {served.digest}, not {base.digest}")
+        with base_registry(scratch) as (registry, base_digest, _, _):
             load_before = load_average()
             profile = scratch / "no-change.prof" if args.profile else None
-            with tools_for(scratch, paths["podman"], base_registry.host) as (mine, theirs):
+            with tools_for(scratch, paths["podman"], registry.host) as (mine, theirs):
                 results = run_all(mine, theirs, args.runs)
                 if profile is not None:
                     profile_no_change(mine, profile)
             inputs = ReportInputs(
-                args.runs, command, command_texts(), load_before, base.digest, profile
+                args.runs, command, command_texts(), load_before, base_digest, profile
             )
             section = report(results, inputs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    update_section(SECTION, section, args.results)
-    log(section)
-    log(f"wrote the bench:{SECTION} section of {args.results}")
+    write_results(SECTION, section, args.results)
     return 0
 
 
-def _stop_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds: registries stopped, podman storage removed
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _stop_on_signal)
-    signal.signal(signal.SIGINT, _stop_on_signal)
-    try:
-        sys.exit(main())
-    except BenchError as error:
-        log(f"pack build benchmark failed: {error}")
-        sys.exit(1)
+    run_main(main, "pack build")

@@ -27,9 +27,7 @@ import hashlib
 import json
 import random
 import re
-import shlex
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -39,26 +37,31 @@ from typing import Any
 
 from _common import (
     CONTAINERS_SYSTEM_CACHE,
-    RESULTS_PATH,
     WORK_DIR,
     BenchError,
     CommandRun,
     Summary,
     ToolHome,
+    add_results_argument,
+    bench_parser,
+    command_line,
+    display_command,
     fresh_registry,
     isolated_home,
     load_average,
     log,
-    machine_facts,
+    machine_text,
     markdown_table,
-    prime_bytecode,
-    private_mounts_supported,
+    prime_mpkit_bytecode,
     ratio,
     require_tools,
+    run_main,
     run_timed,
-    seconds_text,
-    update_section,
+    timed_text,
+    times_table,
     utc_now,
+    write_results,
+    yes,
 )
 
 # isort: split
@@ -72,8 +75,6 @@ from tests.image.builders import (
     tag_descriptor,
     write_blob,
 )
-
-import mpkit
 
 SECTION = "push"
 REPOSITORY = "bench/adapter"
@@ -198,6 +199,14 @@ def _text(rng: random.Random, size: int) -> bytes:
     lines = (" ".join(words[i : i + 12]) for i in range(0, len(words), 12))
     data = "\n".join(lines).encode()
     return (data * (size // max(1, len(data)) + 1))[:size]
+
+
+def prepared_image(args: argparse.Namespace) -> BenchImage:
+    """The image of the ``--seed``/``--size-mb``/``--layers`` arguments, read once."""
+    image = bench_image(args.seed, args.size_mb, args.layers)
+    log(f"image {image.digest}: {image.compressed_bytes / 1e6:.1f} MB in {image.blob_count} blobs")
+    warm_page_cache(image.layout)
+    return image
 
 
 def warm_page_cache(layout: Path) -> None:
@@ -344,22 +353,10 @@ def report(
     load_before: str,
 ) -> str:
     summary = timings.summary
-    rows = []
-    for scenario in ("cold", "warm"):
-        for tool in tools:
-            s = timings.summary(scenario, tool.name)
-            rows.append(
-                [
-                    scenario,
-                    tool.name,
-                    seconds_text(s.median),
-                    seconds_text(s.minimum),
-                    seconds_text(s.maximum),
-                    " ".join(f"{x:.2f}" for x in s.samples),
-                ]
-            )
-    table = markdown_table(
-        ["scenario", "tool", "median s", "min s", "max s", "all runs (s, in order)"], rows
+    table = times_table(
+        (scenario, tool.name, summary(scenario, tool.name))
+        for scenario in ("cold", "warm")
+        for tool in tools
     )
     ratio_rows = [
         [scenario, tool.name, f"{ratio(summary(scenario, tool.name), summary(scenario)):.2f}"]
@@ -375,27 +372,19 @@ def report(
             [
                 f"cold push: median mpkit/skopeo ≤ {COLD_RATIO_GOAL:.1f}",
                 f"{cold_ratio:.2f}",
-                _yes(cold_ratio <= COLD_RATIO_GOAL),
+                yes(cold_ratio <= COLD_RATIO_GOAL),
             ],
             [
                 f"warm push: median mpkit < {WARM_SECONDS_GOAL} s",
                 f"{warm_mpkit:.3f} s",
-                _yes(warm_mpkit < WARM_SECONDS_GOAL),
+                yes(warm_mpkit < WARM_SECONDS_GOAL),
             ],
         ],
     )
-    facts = machine_facts(
-        {
-            "skopeo": ["skopeo", "--version"],
-            "registry": ["docker-registry", "--version"],
-        }
-    )
-    facts.append(("load average (1/5/15 min) before → after", f"{load_before} → {load_average()}"))
-    if CONTAINERS_SYSTEM_CACHE.exists() and not private_mounts_supported():
-        facts.append(("note", "skopeo's root blob-info cache could not be isolated"))
+    versions = {"skopeo": ["skopeo", "--version"], "registry": ["docker-registry", "--version"]}
+    machine = machine_text(versions, load_before, uncached_tool="skopeo")
     order = ", ".join(f"{scenario} {tool.name}" for scenario in ("cold", "warm") for tool in tools)
-    machine = "\n".join(f"- {name}: {value}" for name, value in facts)
-    timed = "\n".join(f"- {name}: `{argv}`" for name, argv in commands.items())
+    timed = timed_text(commands)
     return f"""## Push: `mpkit image push` vs `skopeo copy`
 
 Produced by `{command}` on {utc_now()}, {runs} run(s) per tool and scenario.
@@ -438,36 +427,39 @@ Machine:
 """
 
 
-def _yes(value: bool) -> str:
-    return "yes" if value else "**no**"
-
-
 # --- main ------------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=5, help="runs per tool and scenario")
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--seed``, ``--size-mb`` and ``--layers``: which generated image to push."""
     parser.add_argument("--seed", type=int, default=1, help="image content seed (cached)")
     parser.add_argument("--size-mb", type=int, default=250, help="compressed image size")
     parser.add_argument("--layers", type=int, default=5, help="number of layers")
+
+
+def check_image_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.runs < 1 or args.layers < 1 or args.size_mb < 1:
+        parser.error("--runs, --layers and --size-mb must be positive")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--runs", type=int, default=5, help="runs per tool and scenario")
+    add_image_arguments(parser)
     parser.add_argument(
         "--entry-point",
         action="store_true",
         help="also time the installed 'mpkit' console script next to this Python",
     )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_PATH, help="markdown file to update"
-    )
+    add_results_argument(parser)
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.layers < 1 or args.size_mb < 1:
-        parser.error("--runs, --layers and --size-mb must be positive")
+    check_image_arguments(parser, args)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", "bench/push.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("push.py", argv)
     paths = require_tools("skopeo", "docker-registry")
     tools = [mpkit_tool("mpkit", [sys.executable, "-m", "mpkit"]), skopeo_tool(paths["skopeo"])]
     if args.entry_point:
@@ -475,35 +467,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not script.exists():
             raise BenchError(f"no mpkit console script next to {sys.executable}")
         tools.insert(1, mpkit_tool("mpkit (entry point)", [str(script)]))
-    image = bench_image(args.seed, args.size_mb, args.layers)
-    log(f"image {image.digest}: {image.compressed_bytes / 1e6:.1f} MB in {image.blob_count} blobs")
-    warm_page_cache(image.layout)
-    prime_bytecode(Path(mpkit.__file__).parent)
+    image = prepared_image(args)
+    prime_mpkit_bytecode()
     load_before = load_average()
     timings = run_rounds(tools, image, args.runs, paths["skopeo"])
     sample_target = "127.0.0.1:PORT/" + f"{REPOSITORY}:{TAG}"
+    shown = {sys.executable: "python", paths["skopeo"]: "skopeo"}
     commands = {
-        tool.name: shlex.join(tool.argv(Path("DIR"), sample_target))
-        .replace(sys.executable, "python")
-        .replace(paths["skopeo"], "skopeo")
-        for tool in tools
+        tool.name: display_command(tool.argv(Path("DIR"), sample_target), shown) for tool in tools
     }
     section = report(timings, tools, image, args.runs, command, commands, load_before)
-    update_section(SECTION, section, args.results)
-    log(section)
-    log(f"wrote the bench:{SECTION} section of {args.results}")
+    write_results(SECTION, section, args.results)
     return 0
 
 
-def _stop_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds: registries stopped, scratch dirs removed
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _stop_on_signal)
-    signal.signal(signal.SIGINT, _stop_on_signal)
-    try:
-        sys.exit(main())
-    except BenchError as error:
-        log(f"push benchmark failed: {error}")
-        sys.exit(1)
+    run_main(main, "push")

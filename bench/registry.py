@@ -27,9 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
-import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import urllib.request
@@ -38,31 +36,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
-    RESULTS_PATH,
     WORK_DIR,
     BenchError,
     Summary,
+    add_results_argument,
+    bench_parser,
+    command_line,
+    display_command,
     fresh_registry,
     isolated_home,
     load_average,
     log,
-    machine_facts,
+    machine_text,
     markdown_table,
-    prime_bytecode,
+    prime_mpkit_bytecode,
     python_bytecode_env,
     ratio,
     require_tools,
+    run_main,
     run_timed,
     seconds_text,
-    update_section,
+    timed_text,
     utc_now,
+    write_results,
+    yes,
 )
-from push import GZIP_LEVEL, BenchImage, bench_image, warm_page_cache
+from push import (
+    GZIP_LEVEL,
+    BenchImage,
+    add_image_arguments,
+    check_image_arguments,
+    prepared_image,
+)
 
 # isort: split
 from tests.fixtures.procs import ManagedProcess, free_port, http_ready
-
-import mpkit
 
 SECTION = "registry"
 TAG = "bench"
@@ -285,7 +293,7 @@ def report(
             value = ratio(summaries["built-in"], summaries["distribution"])
             met = value <= RATIO_GOAL
             all_met = all_met and met
-            ratio_rows.append([client.name, op, f"{value:.2f}", "yes" if met else "**no**"])
+            ratio_rows.append([client.name, op, f"{value:.2f}", yes(met)])
     table = markdown_table(
         [
             "client",
@@ -300,12 +308,9 @@ def report(
         rows,
     )
     ratios = markdown_table(["client", "operation", "built-in/distribution", "≤ 1.5"], ratio_rows)
-    facts = machine_facts(
-        {"skopeo": ["skopeo", "--version"], "distribution": ["docker-registry", "--version"]}
-    )
-    facts.append(("load average (1/5/15 min) before → after", f"{load_before} → {load_average()}"))
-    machine = "\n".join(f"- {name}: {value}" for name, value in facts)
-    timed = "\n".join(f"- {name}: `{argv}`" for name, argv in commands.items())
+    versions = {"skopeo": ["skopeo", "--version"], "distribution": ["docker-registry", "--version"]}
+    machine = machine_text(versions, load_before)
+    timed = timed_text(commands)
     verdict = "met" if all_met else "**not met**"
     return f"""## Registry: built-in (`mpkit registry serve`) vs CNCF distribution
 
@@ -349,62 +354,43 @@ Machine:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs per client and registry")
-    parser.add_argument("--seed", type=int, default=1, help="image content seed (cached)")
-    parser.add_argument("--size-mb", type=int, default=250, help="compressed image size")
-    parser.add_argument("--layers", type=int, default=5, help="number of layers")
+    add_image_arguments(parser)
     parser.add_argument("--clients", default="skopeo,mpkit", help="comma-separated clients")
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS_PATH, help="markdown file to update"
-    )
+    add_results_argument(parser)
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.layers < 1 or args.size_mb < 1:
-        parser.error("--runs, --layers and --size-mb must be positive")
+    check_image_arguments(parser, args)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", "bench/registry.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("registry.py", argv)
     paths = require_tools("skopeo", "docker-registry")
     available = {"skopeo": skopeo_client(paths["skopeo"]), "mpkit": mpkit_client()}
     try:
         clients = [available[name] for name in args.clients.split(",")]
     except KeyError as error:
         raise BenchError(f"unknown client {error}; choose from {', '.join(available)}") from None
-    image = bench_image(args.seed, args.size_mb, args.layers)
-    log(f"image {image.digest}: {image.compressed_bytes / 1e6:.1f} MB in {image.blob_count} blobs")
-    warm_page_cache(image.layout)
-    prime_bytecode(Path(mpkit.__file__).parent)
+    image = prepared_image(args)
+    prime_mpkit_bytecode()
     load_before = load_average()
     timings = run_rounds(clients, image, args.runs)
     sample = "127.0.0.1:PORT/bench/CLIENT:bench"
+    shown = {sys.executable: "python", paths["skopeo"]: "skopeo"}
     commands = {
-        f"{client.name} {op}": shlex.join(
-            client.push(Path("DIR"), sample) if op == "push" else client.pull(sample, Path("DIR"))
+        f"{client.name} {op}": display_command(
+            client.push(Path("DIR"), sample) if op == "push" else client.pull(sample, Path("DIR")),
+            shown,
         )
-        .replace(sys.executable, "python")
-        .replace(paths["skopeo"], "skopeo")
         for client in clients
         for op in OPERATIONS
     }
     section = report(timings, clients, image, args.runs, command, commands, load_before)
-    update_section(SECTION, section, args.results)
-    log(section)
-    log(f"wrote the bench:{SECTION} section of {args.results}")
+    write_results(SECTION, section, args.results)
     return 0
 
 
-def _stop_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds: registries stopped, scratch dirs removed
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _stop_on_signal)
-    signal.signal(signal.SIGINT, _stop_on_signal)
-    try:
-        sys.exit(main())
-    except BenchError as error:
-        log(f"registry benchmark failed: {error}")
-        sys.exit(1)
+    run_main(main, "registry")

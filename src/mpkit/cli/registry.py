@@ -135,13 +135,15 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
         )
         return 0
     stopping = threading.Event()
-    server = Server(config, record_state=True, access_log=sys.stderr)
-    server.start()
+    # Handlers first: the state file that start() writes tells 'mpkit registry stop' it may
+    # signal us, and a SIGTERM must then mean a clean stop, never the default death.
     previous = {
         sig: signal.signal(sig, lambda *_: stopping.set())
         for sig in (signal.SIGINT, signal.SIGTERM)
     }
+    server = Server(config, record_state=True, access_log=sys.stderr)
     try:
+        server.start()
         state = server.state.to_dict() if server.state else {}
         out.result(state, "")
         out.info(
