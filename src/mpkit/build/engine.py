@@ -28,13 +28,20 @@ class EngineError(MpkitError):
     code = "engine"
 
 
+def installed_engines(choice: str | None, among: Sequence[str] = ENGINES) -> list[tuple[str, str]]:
+    """(name, program path) of the installed engines *choice* allows, in preference order.
+
+    "auto" (or None) means every engine of *among*, podman first; "none" or a name not in
+    *among* means none. One lookup for building, running and describing.
+    """
+    names = tuple(among) if choice in (None, "auto") else (choice,) if choice in among else ()
+    return [(name, path) for name in names if (path := shutil.which(name))]
+
+
 def find_engine(choice: str) -> str | None:
-    """The engine program to use for *choice* ("auto" tries podman, docker, buildah)."""
-    candidates = ENGINES if choice == "auto" else (choice,)
-    for name in candidates:
-        if shutil.which(name):
-            return name
-    return None
+    """The engine to build with for *choice* ("auto" tries podman, docker, buildah)."""
+    found = installed_engines(choice)
+    return found[0][0] if found else None
 
 
 def engine_environment() -> dict[str, str]:

@@ -10,7 +10,6 @@ given is removed again, unless the engine already had it.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -18,13 +17,14 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from mpkit.build.engine import engine_environment
+from mpkit.build.engine import engine_environment, installed_engines
 from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Image
 from mpkit.reference import is_loopback_host, parse_reference
+from mpkit.verify.engine import RUN_ENGINES
 
-ENGINES = ("podman", "docker")
+ENGINES = RUN_ENGINES
 MOUNT = "/io"
 ENGINE_FAILED = 125  # podman and docker: the engine itself failed, not the command
 ENGINE_TIMEOUT = 600.0
@@ -36,13 +36,7 @@ class EngineFailure(Exception):
 
 def available_engines(choice: str | None) -> list[str]:
     """Engines to try for *choice* ("auto"/None: podman then docker; "none": none)."""
-    if choice in (None, "auto"):
-        names: tuple[str, ...] = ENGINES
-    elif choice in ENGINES:
-        names = (choice,)
-    else:
-        return []
-    return [found for name in names if (found := shutil.which(name))]
+    return [path for _, path in installed_engines(choice, ENGINES)]
 
 
 def run_in_image(

@@ -7,16 +7,17 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mpkit.build.engine import installed_engines
 from mpkit.errors import AccessDeniedError, MpkitError, NotFoundError
 
-ENGINE_CHOICES = ("auto", "podman", "docker")
+RUN_ENGINES = ("podman", "docker")  # engines that run containers (buildah only builds)
+ENGINE_CHOICES = ("auto", *RUN_ENGINES)
 PULL_TIMEOUT = 1800.0
 COMMAND_TIMEOUT = 120.0
 _DENIED = re.compile(
@@ -158,11 +159,10 @@ def _empty_auth() -> Iterator[tuple[str, Path]]:
 
 def find_engine(choice: str = "auto") -> Engine:
     """podman (daemonless) first, then docker; or exactly *choice*."""
-    names: Sequence[str] = ("podman", "docker") if choice == "auto" else (choice,)
-    for name in names:
-        program = shutil.which(name)
-        if program:
-            return Engine(name, program)
+    found = installed_engines(choice, RUN_ENGINES)
+    if found:
+        return Engine(*found[0])
+    names = RUN_ENGINES if choice == "auto" else (choice,)
     raise ContainerEngineError(
         f"no container engine found ({' or '.join(names)})",
         hint="install podman (or docker) to run the adapter image locally",
