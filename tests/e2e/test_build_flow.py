@@ -903,7 +903,10 @@ def test_ctrl_c_at_the_repository_prompt_cancels_without_writing(make_flow: Make
     flow = make_flow(config={"custom_key": 1})
     before = snapshot(flow.config)
     child, transcript = spawn_build(flow)
-    child.expect_exact("Container repository")
+    child.expect(r"Container repository[^\n]*: ")
+    # The whole prompt is out; give input() a moment to start reading the terminal, so
+    # the interrupt reaches a waiting prompt (as a user's would), not its set-up.
+    time.sleep(0.3)
     child.sendintr()
     status = finish(child)
     output = transcript.getvalue()
