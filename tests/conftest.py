@@ -6,6 +6,7 @@ pytest-xdist every worker has its own. Factories give a test a fresh server of i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.baseimage import sdk_base  # noqa: F401  (shared fixture)
+from tests.fixtures.buildserver import build_server  # noqa: F401  (shared fixture)
 from tests.fixtures.certs import CertAuthority, make_ca
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.passstore import pass_store  # noqa: F401  (shared fixture)
@@ -20,6 +22,10 @@ from tests.fixtures.podman import podman  # noqa: F401  (shared fixture)
 from tests.fixtures.registry import Mode, RegistryServer, write_certs_d
 from tests.fixtures.skopeo import Skopeo
 from tests.fixtures.tools import require_tool
+
+# Commands run in-process unless a test asks for the resident build server: a pexpect
+# test has a terminal, and "auto" would leave a server running after the session.
+os.environ["MPKIT_DAEMON"] = "off"
 
 MakeRegistry = Callable[..., RegistryServer]
 MakeFaultProxy = Callable[..., FaultProxy]

@@ -1,3 +1,3 @@
-from mpkit.cli import run
+from mpkit.launcher import mpkit
 
-run()
+mpkit()

@@ -162,3 +162,9 @@ class RetriesExhaustedError(RegistryError):
     """Transient failures (5xx, 429, dropped connections) did not clear in time."""
 
     code = "retries_exhausted"
+
+
+class BuildServerError(MpkitError):
+    """The resident build server could not be started or reached."""
+
+    code = "build_server"

@@ -50,6 +50,7 @@ from tests.e2e.sdkproject import (
     write_sdk_project,
 )
 from tests.fixtures.baseimage import SdkBase
+from tests.fixtures.buildserver import BuildServer
 from tests.fixtures.fakeregistry import ClosingListener, FakeRegistry, Reply, Request
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.procs import ManagedProcess, free_port, http_ready
@@ -166,6 +167,13 @@ def make_flow(tmp_path: Path, sdk_base: SdkBase, shared_cache: Path) -> Iterator
             flow.cli.run("registry", "stop")
 
 
+@pytest.fixture(params=["in-process", "build-server"])
+def runner_env(request: pytest.FixtureRequest, build_server: BuildServer) -> dict[str, str]:
+    """Run the command in-process, or through the resident build server (which must not
+    change what a terminal user sees: prompts, Ctrl-C, output)."""
+    return {} if request.param == "in-process" else build_server.env
+
+
 def alice(registry: RegistryServer) -> tuple[str, str]:
     return ("alice", registry.users["alice"])
 
@@ -265,7 +273,10 @@ def finish(child: pexpect.spawn) -> int:
 
 
 def test_fresh_project_on_a_terminal_asks_for_repository_and_credentials(
-    make_flow: MakeFlow, registry_token: RegistryServer, skopeo: Skopeo
+    make_flow: MakeFlow,
+    registry_token: RegistryServer,
+    skopeo: Skopeo,
+    runner_env: dict[str, str],
 ) -> None:
     host = registry_token.host
     password = registry_token.users["alice"]
@@ -273,6 +284,7 @@ def test_fresh_project_on_a_terminal_asks_for_repository_and_credentials(
     flow = make_flow(
         config={"default_memory_limit": 2048, "custom_key": {"kept": True}},
         sdk_config={"default_container_registry_path": f"{host}/private/", "projects": []},
+        env=runner_env,
     )
     flow.cli.docker_config.write_text(json.dumps({"psFormat": "table", "auths": {}}))
     flow.config.chmod(0o640)
@@ -343,9 +355,12 @@ def _tag_of(flow: Flow) -> str:
 
 
 def test_second_build_without_changes_uploads_nothing_and_writes_the_same_pack(
-    make_flow: MakeFlow, registry_open: RegistryServer
+    make_flow: MakeFlow, registry_open: RegistryServer, runner_env: dict[str, str]
 ) -> None:
-    flow = make_flow(config={"container_repository": f"{registry_open.host}/mp/rebuild"})
+    flow = make_flow(
+        config={"container_repository": f"{registry_open.host}/mp/rebuild{len(runner_env)}"},
+        env=runner_env,
+    )
     first = flow.ok()
     assert first["push"]["blobs_uploaded"] > 0
     # The base came from this registry (the SDK mirror): its layer is mounted, not uploaded.
@@ -829,10 +844,13 @@ def test_docker_hub_repository_warns_about_the_anonymous_pull_allowance(
 
 
 def test_ctrl_c_during_the_push_cancels_and_keeps_the_previous_outputs(
-    make_flow: MakeFlow, registry_open: RegistryServer, make_fault_proxy: MakeFaultProxy
+    make_flow: MakeFlow,
+    registry_open: RegistryServer,
+    make_fault_proxy: MakeFaultProxy,
+    runner_env: dict[str, str],
 ) -> None:
     proxy = make_fault_proxy(registry_open)
-    flow = make_flow(config={"container_repository": f"{proxy.host}/mp/cancel"})
+    flow = make_flow(config={"container_repository": f"{proxy.host}/mp/cancel"}, env=runner_env)
     flow.ok()
     change_app(flow.project, "changed, so the next push uploads the app layer")
     before = snapshot(flow.pack, flow.config)
@@ -868,11 +886,14 @@ def test_ctrl_c_on_a_terminal_during_the_base_pull_cancels_cleanly(
     sdk_base: SdkBase,
     make_fault_proxy: MakeFaultProxy,
     tmp_path: Path,
+    runner_env: dict[str, str],
 ) -> None:
     """Ctrl-C on a terminal (SIGINT to the whole foreground process group) while the base
     image's layer is being downloaded into an empty cache; then the same cache still
     builds: no half-written blob was kept."""
-    flow = make_flow(config={"container_repository": f"{registry_open.host}/mp/interrupted"})
+    flow = make_flow(
+        config={"container_repository": f"{registry_open.host}/mp/interrupted"}, env=runner_env
+    )
     first = flow.ok()
     before = snapshot(flow.pack, flow.config)
     mirror = make_fault_proxy(sdk_base.registry)
@@ -899,8 +920,10 @@ def test_ctrl_c_on_a_terminal_during_the_base_pull_cancels_cleanly(
     assert flow.ok()["digest"] == first["digest"]
 
 
-def test_ctrl_c_at_the_repository_prompt_cancels_without_writing(make_flow: MakeFlow) -> None:
-    flow = make_flow(config={"custom_key": 1})
+def test_ctrl_c_at_the_repository_prompt_cancels_without_writing(
+    make_flow: MakeFlow, runner_env: dict[str, str]
+) -> None:
+    flow = make_flow(config={"custom_key": 1}, env=runner_env)
     before = snapshot(flow.config)
     child, transcript = spawn_build(flow)
     child.expect(r"Container repository[^\n]*: ")

@@ -1,0 +1,146 @@
+"""Run one command in the resident build server (import-light: no mpkit.cli, no enum).
+
+The public ``socket`` and ``signal`` modules import ``enum`` and cost ~13 ms; their C
+halves have everything this needs, so the launcher stays at interpreter start-up time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mpkit.daemon import paths, wire
+
+try:
+    import _signal as signals  # type: ignore[import-not-found, unused-ignore]
+    import _socket as sockets
+except ImportError:  # pragma: no cover - other Python implementations
+    import signal as signals  # type: ignore[no-redef, unused-ignore]
+    import socket as sockets  # type: ignore[no-redef, unused-ignore]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+
+class NotServed(Exception):
+    """No server took the command (none running, stale, or unreachable): run in-process."""
+
+
+def supported() -> bool:
+    return os.name == "posix" and hasattr(sockets, "AF_UNIX") and hasattr(os, "fork")
+
+
+def connect(socket_path: str, timeout: float | None = None) -> Any:
+    sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+        sock.settimeout(None)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def request(socket_path: str, message: object, timeout: float = 5.0) -> object | None:
+    """One request, one reply (``status``, ``stop``); None if nothing listens."""
+    try:
+        sock = connect(socket_path, timeout)
+    except OSError:
+        return None
+    try:
+        sock.settimeout(timeout)
+        wire.send(sock, message)
+        return wire.recv_message(sock)
+    except (OSError, wire.ProtocolError):
+        return None
+    finally:
+        sock.close()
+
+
+def run(prog: str, args: list[str], server: paths.ServerPaths, fingerprint: str) -> int:
+    """Run ``prog args`` in the server with this process's terminal; its exit code."""
+    try:
+        sock = connect(server.socket)
+    except OSError as exc:
+        raise NotServed(f"no build server at {server.socket}: {exc.strerror}") from exc
+    previous: dict[int, Any] = {}
+    try:
+        try:
+            wire.send_with_fds(
+                sock, ("run", _command(prog, args, fingerprint)), _stdio_fds(),
+                sockets.SOL_SOCKET, sockets.SCM_RIGHTS,
+            )  # fmt: skip
+        except OSError as exc:
+            raise NotServed(f"the build server did not take the command: {exc}") from exc
+        for name in FORWARDED_SIGNALS:
+            number = getattr(signals, name, None)
+            if number is not None:
+                previous[number] = signals.signal(number, _forwarder(sock))
+        return _wait(sock)
+    finally:
+        for number, handler in previous.items():
+            signals.signal(number, handler)
+        sock.close()
+
+
+def _command(prog: str, args: list[str], fingerprint: str) -> dict[str, object]:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return {
+        "fingerprint": fingerprint,
+        "prog": prog,
+        "argv": list(args),
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "umask": umask,
+    }
+
+
+def _stdio_fds() -> list[int]:
+    fds = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            fds.append(fd)
+        except OSError:  # closed: the child gets /dev/null, as a fresh process would not
+            fds.append(os.open(os.devnull, os.O_RDWR))
+    return fds
+
+
+def _forwarder(sock: Any) -> Any:
+    def forward(number: int, frame: object) -> None:
+        try:
+            wire.send(sock, ("signal", number))
+        except OSError:
+            pass
+
+    return forward
+
+
+def _wait(sock: Any) -> int:
+    reader = wire.FrameReader()
+    started = False
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if not started:
+                raise NotServed("the build server closed the connection")
+            sys.stderr.write("mpkit: the build server stopped before the command finished\n")
+            return 1
+        for message in reader.feed(chunk):
+            kind = message[0] if isinstance(message, tuple) and message else None
+            if kind == "started":
+                started = True
+            elif kind == "exit":
+                return int(message[1])  # type: ignore[index]
+            elif kind == "stale":
+                raise NotServed("the build server runs other mpkit code")
+            elif kind == "refused":
+                raise NotServed(f"the build server refused the command: {message[1]}")  # type: ignore[index]

@@ -1,0 +1,84 @@
+"""Console entry points: hand the command to the resident build server when one can take
+it, else run it in this process. Import-light until it knows which (see mpkit.daemon)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Commands that gain from a warm process and need no controlling terminal of their own
+# (they read prompts from the passed stdin). init, login/logout, registry, run, preload
+# and daemon always run in-process.
+SERVED_COMMANDS = frozenset({"build", "image", "verify", "cache"})
+
+
+def mpkit() -> None:
+    sys.exit(launch("mpkit", sys.argv[1:]))
+
+
+def mp_build() -> None:
+    sys.exit(launch("mp-build", sys.argv[1:]))
+
+
+def mp_init() -> None:
+    from mpkit.cli.init import mp_init_main
+
+    sys.exit(mp_init_main())
+
+
+def launch(prog: str, args: list[str]) -> int:
+    if _served(prog, args):
+        from mpkit.daemon import paths
+
+        try:
+            mode = paths.mode()
+        except ValueError as exc:
+            sys.stderr.write(f"mpkit: {exc}\n")
+            return 2
+        if mode != "off":
+            code = _through_server(prog, args, mode)
+            if code is not None:
+                return code
+    return run_in_process(prog, args)
+
+
+def run_in_process(prog: str, args: list[str]) -> int:
+    if prog == "mp-build":
+        from mpkit.cli.packbuild import mp_build_main
+
+        return mp_build_main(args)
+    from mpkit.cli import main
+
+    return main(args)
+
+
+def _served(prog: str, args: list[str]) -> bool:
+    if prog == "mp-build":
+        return True
+    command = next((arg for arg in args if not arg.startswith("-")), None)
+    return command in SERVED_COMMANDS
+
+
+def _through_server(prog: str, args: list[str], mode: str) -> int | None:
+    from mpkit.daemon import client, paths
+
+    if not client.supported():
+        return None
+    server = paths.server_paths()
+    fingerprint = paths.fingerprint()
+    try:
+        return client.run(prog, args, server, fingerprint)
+    except client.NotServed:
+        pass
+    interactive = os.isatty(0) and os.isatty(2)
+    if mode == "on" or interactive:
+        from mpkit.daemon import control
+
+        # "on" waits for the server and uses it now; "auto" at a terminal starts it for
+        # the next command and runs this one here.
+        if control.start_server(server, fingerprint, wait=mode == "on") and mode == "on":
+            try:
+                return client.run(prog, args, server, fingerprint)
+            except client.NotServed:
+                return None
+    return None
