@@ -23,7 +23,7 @@ import pytest
 
 from tests.e2e.conftest import CommandResult, Mpkit, blob_files
 from tests.fixtures.buildserver import BuildServer
-from tests.fixtures.registry import RegistryServer
+from tests.fixtures.registry import RegistryServer, write_certs_d
 from tests.image.builders import make_oci_layout
 
 LAYERS = [{"app/adapter.py": b"print('collect')\n" * 50}]
@@ -278,3 +278,22 @@ def test_parallel_commands_and_garbage_on_the_socket(
         json.loads(stdout)
     after = status(mpkit, build_server)
     assert after["pid"] == started["pid"] and after["served"] == 4
+
+
+def test_trust_follows_each_commands_home_not_the_servers(
+    mpkit: Mpkit, build_server: BuildServer, registry_tls: RegistryServer, tmp_path: Path
+) -> None:
+    """A per-user certs.d (~/.docker/certs.d) is looked up under the command's HOME."""
+    server_home = tmp_path / "server-home"
+    server_home.mkdir()
+    mpkit.ok("daemon", "start", env={**build_server.env, "HOME": str(server_home)})
+    make_oci_layout(tmp_path / "src", "v1", LAYERS)
+    ref = f"{registry_tls.host}/team/trusted:v1"
+    user_home = tmp_path / "user-home"
+    write_certs_d(user_home / ".docker" / "certs.d", registry_tls)
+    env = {**build_server.env, "HOME": str(user_home)}
+    pushed = mpkit.run("image", "push", f"oci:{tmp_path / 'src'}:v1", ref, "--json", env=env)
+    assert pushed.returncode == 0, pushed.output
+    untrusted = mpkit.run("image", "inspect", ref, env=build_server.env)
+    assert untrusted.returncode == 1 and "not trusted" in untrusted.stderr
+    assert status(mpkit, build_server)["served"] == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,6 +184,21 @@ def test_writer_retag_replaces_and_untagged_is_not_duplicated(tmp_path: Path) ->
     missing = Descriptor(mt.OCI_MANIFEST, "sha256:" + "b" * 64, 3)
     with pytest.raises(ImageFormatError, match="not in the layout"):
         writer.add_manifest(missing, "v2")
+
+
+def test_tagging_the_same_manifest_again_only_marks_the_layout_used(tmp_path: Path) -> None:
+    writer = OCILayoutWriter(tmp_path)
+    manifest = writer.write_bytes_blob(b'{"a":1}', mt.OCI_MANIFEST)
+    writer.add_manifest(manifest, "v1")
+    index = tmp_path / "index.json"
+    content, before = index.read_bytes(), index.stat()
+    os.utime(index, ns=(before.st_atime_ns, before.st_mtime_ns - 10**9))
+    writer.add_manifest(manifest, "v1")  # a base pulled again: nothing changed
+    after = index.stat()
+    assert index.read_bytes() == content and after.st_ino == before.st_ino  # not rewritten
+    assert after.st_mtime_ns > before.st_mtime_ns - 10**9  # but 'mpkit cache prune' sees a use
+    writer.add_manifest(writer.write_bytes_blob(b'{"a":2}', mt.OCI_MANIFEST), "v1")
+    assert index.read_bytes() != content
 
 
 def test_write_blob_refuses_mismatch_and_leaves_no_file(tmp_path: Path) -> None:

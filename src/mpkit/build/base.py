@@ -154,8 +154,7 @@ class BaseResolver:
                 if not self.store.has_blob(desc.digest, desc.size):
                     with client.open_blob(candidate.path, desc) as chunks:
                         self.store.write_blob(desc.digest, desc.size, chunks)
-        # A push to the same registry can then mount the base's layers, not upload them.
-        blob_locations().record(candidate.registry, candidate.path, [d.digest for d in blobs])
+        _remember_location(candidate, [d.digest for d in blobs])
         manifest = self.store.write_bytes_blob(resolved.manifest.data, resolved.manifest.media_type)
         self.store.add_manifest(manifest, _ref_name(upstream))
         pinned = upstream.with_digest(resolved.manifest.digest)
@@ -190,6 +189,18 @@ class BaseResolver:
             layers.append(Layer.from_blob(blob, diff_id))
         media_type = parsed.get("mediaType") or manifest.media_type
         return BaseImage(name, pinned, source, str(media_type), config, layers)
+
+
+def _remember_location(source: Reference, digests: list[str]) -> None:
+    """Record where the base's blobs are, so that a push to the same registry can mount
+    them instead of uploading them (unless recorded already: a write costs an fsync)."""
+    locations = blob_locations()
+    # exclude="": no repository has an empty name, so every recorded one is listed.
+    if any(
+        source.path not in locations.candidates(source.registry, digest, exclude="")
+        for digest in digests
+    ):
+        locations.record(source.registry, source.path, digests)
 
 
 def _ref_name(ref: Reference) -> str:

@@ -3,17 +3,23 @@
 Each layer is listed once (cached per layer digest under ``<cache>/fsindex``); the view
 applies whiteouts (image-spec layer.md: ``.wh.NAME`` deletes NAME, ``.wh..wh..opq``
 hides the directory's lower content) so the builder sees what a container would.
+
+The merged result is cached too, per ordered list of layer digests, grouped by directory:
+a build opens it in well under a millisecond and decodes only the directories it looks at.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import posixpath
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
+from mpkit.build import marshalfile
 from mpkit.build.fsview import FileInfo, FileKind, normpath
 from mpkit.errors import ImageFormatError
 from mpkit.image._fs import atomic_write_bytes
@@ -21,6 +27,7 @@ from mpkit.image.digest import digest_hex
 from mpkit.image.types import Blob
 
 INDEX_VERSION = 1
+MERGED_VERSION = 1  # bump when the merged view's format or semantics change
 MAX_CACHED_FILE = 8 * 1024 * 1024
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -35,6 +42,10 @@ _KINDS: dict[bytes, FileKind] = {
 
 # path -> [kind, mode, uid, gid, size, linkname]; plus whiteout and opaque lists.
 LayerIndex = dict[str, list[object]]
+# (kind, mode, uid, gid, size, linkname, number of the layer that holds the entry)
+Attrs = tuple[str, int, int, int, int, str, int]
+ROOT: Attrs = ("dir", 0o755, 0, 0, 0, "", -1)
+_KIND = b"mpkit-fsview"
 
 
 def index_layer(blob: Blob, cache_dir: Path | None) -> dict[str, object]:
@@ -88,71 +99,147 @@ def _index_path(cache_dir: Path | None, digest: str) -> Path | None:
     return None if cache_dir is None else cache_dir / f"{digest_hex(digest)}.json"
 
 
+class _Merge:
+    """Apply layer listings bottom first, as overlay storage would."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Attrs] = {"/": ROOT}
+        self.children: dict[str, set[str]] = {"/": set()}
+
+    def apply(self, index: dict[str, object], number: int) -> None:
+        for directory in cast("list[str]", index["opaque"]):
+            for path in self._below(str(directory)):
+                self._remove(path)
+        for path in cast("list[str]", index["whiteouts"]):
+            self._remove(str(path))
+        entries = cast("dict[str, list[object]]", index["entries"])
+        for path, (kind, mode, uid, gid, size, link) in sorted(entries.items()):
+            attrs = cast(Attrs, (kind, mode, uid, gid, size, link, number))
+            if path in self.entries and kind != "dir":
+                self._remove(path)
+            self._add(path, attrs)
+
+    def _add(self, path: str, attrs: Attrs) -> None:
+        if path == "/":  # "./" in a tar: the root's own attributes, not a child of itself
+            self.entries[path] = attrs
+            return
+        parent = posixpath.dirname(path)
+        if parent not in self.entries:
+            self._add(parent, ("dir", 0o755, 0, 0, 0, "", attrs[6]))
+        self.entries[path] = attrs
+        self.children.setdefault(parent, set()).add(posixpath.basename(path))
+        if attrs[0] == "dir":
+            self.children.setdefault(path, set())
+
+    def _below(self, directory: str) -> list[str]:
+        return [posixpath.join(directory, name) for name in self.children.get(directory, ())]
+
+    def _remove(self, path: str) -> None:
+        for child in self._below(path):
+            self._remove(child)
+        self.entries.pop(path, None)
+        self.children.pop(path, None)
+        self.children.get(posixpath.dirname(path), set()).discard(posixpath.basename(path))
+
+    def by_directory(self) -> dict[str, dict[str, Attrs]]:
+        """directory -> {name: attrs} for every entry but the root, names sorted."""
+        out: dict[str, dict[str, Attrs]] = {}
+        for path in sorted(self.entries):
+            if path != "/":
+                parent, name = posixpath.split(path)
+                out.setdefault(parent, {})[name] = self.entries[path]
+        return out
+
+
+def merged_view_path(cache_dir: Path, layers: Sequence[Blob]) -> Path:
+    """Where the merged view of *layers* (in this order) is cached."""
+    key = hashlib.sha256("\n".join(b.descriptor.digest for b in layers).encode()).hexdigest()
+    return cache_dir / f"merged-{key}.view"
+
+
+def _save_merged(path: Path, root: Attrs, directories: dict[str, dict[str, Attrs]]) -> None:
+    packed = {name: marshal.dumps(entries) for name, entries in directories.items()}
+    marshalfile.write(path, _KIND, MERGED_VERSION, (root, packed))
+
+
+def _load_merged(path: Path) -> tuple[Attrs, dict[str, bytes]] | None:
+    """The root's attributes and the packed directories, or None if missing or stale."""
+    value = marshalfile.read(path, _KIND, MERGED_VERSION)
+    if not isinstance(value, tuple) or len(value) != 2:
+        return None
+    root, packed = value
+    if not isinstance(root, tuple) or len(root) != len(ROOT) or not isinstance(packed, dict):
+        return None
+    return root, packed
+
+
 class LayeredFilesystem:
     """FilesystemView over base layers, bottom first."""
 
     def __init__(self, layers: Sequence[Blob], *, cache_dir: Path | None = None) -> None:
         self._layers = list(layers)
         self._cache_dir = cache_dir  # the listings' directory (<cache>/fsindex)
-        self._entries: dict[str, tuple[FileInfo, int]] = {"/": (FileInfo("dir", 0o755), -1)}
-        self._children: dict[str, set[str]] = {"/": set()}
+        self._packed: dict[str, bytes] = {}  # directory -> marshalled {name: attrs}
+        self._directories: dict[str, dict[str, Attrs]] = {}  # the ones decoded so far
+        self._infos: dict[str, FileInfo | None] = {}
+        cached = merged_view_path(cache_dir, self._layers) if cache_dir is not None else None
+        loaded = _load_merged(cached) if cached is not None else None
+        if loaded is not None:
+            self._root, self._packed = loaded
+            return
+        merge = _Merge()
         for number, blob in enumerate(self._layers):
-            self._apply(index_layer(blob, cache_dir), number)
+            merge.apply(index_layer(blob, cache_dir), number)
+        self._root = merge.entries["/"]
+        self._directories = merge.by_directory()
+        if cached is not None:
+            _save_merged(cached, self._root, self._directories)
 
-    def _apply(self, index: dict[str, object], number: int) -> None:
-        for directory in index["opaque"]:  # type: ignore[attr-defined]
-            for path in self._below(str(directory)):
-                self._remove(path)
-        for path in index["whiteouts"]:  # type: ignore[attr-defined]
-            self._remove(str(path))
-        entries = index["entries"]
-        assert isinstance(entries, dict)
-        for path, (kind, mode, uid, gid, size, link) in sorted(entries.items()):
-            info = FileInfo(kind, mode, uid, gid, size, link)
-            if path in self._entries and info.kind != "dir":
-                self._remove(path)
-            self._add(path, info, number)
+    def _directory(self, path: str) -> dict[str, Attrs] | None:
+        found = self._directories.get(path)
+        if found is None:
+            packed = self._packed.get(path)
+            if packed is None:
+                return None
+            # checksummed with the rest of the file (marshalfile)
+            found = self._directories[path] = marshal.loads(packed)  # noqa: S302
+        return found
 
-    def _add(self, path: str, info: FileInfo, number: int) -> None:
-        parent = posixpath.dirname(path)
-        if parent not in self._entries:
-            self._add(parent, FileInfo("dir", 0o755), number)
-        self._entries[path] = (info, number)
-        self._children.setdefault(parent, set()).add(posixpath.basename(path))
-        if info.kind == "dir":
-            self._children.setdefault(path, set())
-
-    def _below(self, directory: str) -> list[str]:
-        return [posixpath.join(directory, name) for name in self._children.get(directory, ())]
-
-    def _remove(self, path: str) -> None:
-        for child in self._below(path):
-            self._remove(child)
-        self._entries.pop(path, None)
-        self._children.pop(path, None)
-        self._children.get(posixpath.dirname(path), set()).discard(posixpath.basename(path))
+    def _attrs(self, path: str) -> Attrs | None:
+        if path == "/":
+            return self._root
+        parent, name = posixpath.split(path)
+        directory = self._directory(parent)
+        return None if directory is None else directory.get(name)
 
     # -- FilesystemView ----------------------------------------------------
     def info(self, path: str) -> FileInfo | None:
-        found = self._entries.get(normpath(path))
-        return None if found is None else found[0]
+        path = normpath(path)
+        try:
+            return self._infos[path]
+        except KeyError:
+            pass
+        attrs = self._attrs(path)
+        info = None if attrs is None else FileInfo(cast(FileKind, attrs[0]), *attrs[1:6])
+        self._infos[path] = info
+        return info
 
     def listdir(self, path: str) -> list[str]:
-        return sorted(self._children.get(normpath(path), ()))
+        return sorted(self._directory(normpath(path)) or ())
 
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes | None:
         path = normpath(path)
-        found = self._entries.get(path)
-        if found is None:
+        attrs = self._attrs(path)
+        if attrs is None:
             return None
-        info, number = found
-        if info.kind == "hardlink":
-            return self.read_file(info.linkname, limit)
-        if info.kind != "file":
+        kind, size, linkname, number = attrs[0], attrs[4], attrs[5], attrs[6]
+        if kind == "hardlink":
+            return self.read_file(linkname, limit)
+        if kind != "file":
             return None
         # Reading a file means inflating its layer up to it; small files (libc, passwd,
         # os-release …) are kept per layer so the next build does not inflate 50 MB again.
-        cached = self._content_path(number, path) if info.size <= MAX_CACHED_FILE else None
+        cached = self._content_path(number, path) if size <= MAX_CACHED_FILE else None
         if cached is not None and cached.is_file():
             return cached.read_bytes()[:limit]
         data = self._extract(number, path)

@@ -3,7 +3,7 @@
 Layout: ``blobs/sha256`` (pulled bases, built and compressed layers), ``index.json``
 (base references → manifest digests), ``layers/*.json`` (dependency layers by content
 key), ``diffids/`` (compressed digest of each uncompressed layer), ``fsindex/`` (layer
-listings).
+listings, merged views of bases and the Python targets detected in them).
 """
 
 from __future__ import annotations

@@ -149,11 +149,12 @@ class OverlayView:
     def __init__(self, base: FilesystemView, entries: Iterable[LayerEntry] = ()) -> None:
         self.base = base
         self.entries: dict[str, LayerEntry] = {}
+        self._ancestors: set[str] = set()  # of every planned path (a superset after deletes)
         self.extend(entries)
 
     def add(self, entry: LayerEntry) -> None:
         path = normpath(entry.path)
-        if entry.kind != "dir":
+        if entry.kind != "dir" and path in self._ancestors:
             previous = self.info(path)
             if previous is not None and previous.kind == "dir":
                 # A non-directory replaces a directory: what was planned below it is gone.
@@ -161,6 +162,10 @@ class OverlayView:
                 for below in [p for p in self.entries if p.startswith(prefix)]:
                     del self.entries[below]
         self.entries[path] = entry
+        parent = posixpath.dirname(path)
+        while parent not in self._ancestors:
+            self._ancestors.add(parent)
+            parent = posixpath.dirname(parent)
 
     def extend(self, entries: Iterable[LayerEntry]) -> None:
         for entry in entries:

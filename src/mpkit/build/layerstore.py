@@ -32,10 +32,15 @@ class LayerStore:
         try:
             with os.fdopen(fd, "wb") as sink:
                 result = write_layer(entries, sink, mtime=mtime)
+                final = self.blobs / digest_hex(result.digest)
+                if _has_size(final, result.size):
+                    # Built before (an unchanged COPY): keep that copy, skip the fsync.
+                    Path(temp).unlink()
+                    return self._layer(result.digest, result.size, result.diff_id, media_type)
                 sink.flush()
                 os.fsync(sink.fileno())
             Path(temp).chmod(0o644)
-            Path(temp).replace(self.blobs / digest_hex(result.digest))
+            Path(temp).replace(final)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
@@ -57,3 +62,10 @@ class LayerStore:
     def remember(self, key: str, layer: Layer) -> None:
         record = {"digest": layer.digest, "size": layer.size, "diff_id": layer.diff_id}
         atomic_write_bytes(self.root / "layers" / f"{key}.json", json.dumps(record).encode())
+
+
+def _has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False

@@ -25,7 +25,7 @@ from mpkit.build.layerstore import LayerStore
 from mpkit.build.piprun import parse_pip_run
 from mpkit.build.pydeps import install_requirements
 from mpkit.build.stage import ImageConfig, StageEvaluator
-from mpkit.build.target import detect_target
+from mpkit.build.targetcache import detect_target_cached
 from mpkit.image import mediatypes
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.image.types import Image, Layer, Platform
@@ -211,9 +211,13 @@ class NativeBuild:
         parsed = parse_pip_run(instr.args if instr.json_form else " ".join(instr.args))
         assert parsed.install is not None  # check_native ran first
         install = parsed.install
-        target = detect_target(
+        # The view is the base plus the layers so far: their digests identify it.
+        fs_id = "\n".join(layer.digest for layer in [*self.base.layers, *self.layers])
+        target = detect_target_cached(
             self.fs,
             self._runtime(),
+            fs_id=fs_id,
+            cache_dir=self.cache_root / "fsindex",
             os=self.platform.os,
             arch=self.platform.architecture,
             launcher=install.launcher,
@@ -232,6 +236,7 @@ class NativeBuild:
             base=self.fs,
             requirement_files=self._copied_files(),
             wheelhouse=self.wheelhouse,
+            base_id=fs_id,
         )
         self._layer(instr, deps.entries, key=f"pip-{LAYER_FORMAT}-{deps.cache_key}")
 

@@ -34,8 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Parsers built ahead of time by the build server before it forks (~8 ms per command);
+# building them reads no environment, so every child may use the same ones.
+_PREBUILT: dict[str, argparse.ArgumentParser] = {}
+_BUILDERS = {"mpkit": build_parser, "mp-build": packbuild.build_mp_build_parser}
+
+
+def prebuild_parsers() -> None:
+    for prog, build in _BUILDERS.items():
+        _PREBUILT[prog] = build()
+
+
+def parser_for(prog: str) -> argparse.ArgumentParser:
+    return _PREBUILT.get(prog) or _BUILDERS[prog]()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_handler(build_parser(), argv)
+    return run_handler(parser_for("mpkit"), argv)
 
 
 def run_handler(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:

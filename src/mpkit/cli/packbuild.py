@@ -169,15 +169,19 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
 
 def mp_build_main(argv: Sequence[str] | None = None) -> int:
     """The VMware SDK's `mp-build` command line, run by mpkit."""
-    from mpkit.cli import run_handler
+    from mpkit.cli import parser_for, run_handler
 
+    return run_handler(parser_for("mp-build"), argv)
+
+
+def build_mp_build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mp-build",
         description="Build a management pack (VMware SDK compatible; powered by mpkit).",
     )
     add_build_arguments(parser, positional=False)
     parser.set_defaults(handler=cmd_build)
-    return run_handler(parser, argv)
+    return parser
 
 
 def mp_build() -> None:

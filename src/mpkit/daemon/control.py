@@ -16,7 +16,10 @@ STOP_TIMEOUT = 10.0
 POLL_SECONDS = 0.02
 # What the server itself needs; a command's own environment travels with each request,
 # so credentials in the starter's environment never sit in a long-lived process.
-SERVER_ENV_NAMES = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "XDG_RUNTIME_DIR", "VIRTUAL_ENV")
+SERVER_ENV_NAMES = (
+    *("PATH", "HOME", "LANG", "TZ", "TMPDIR", "XDG_RUNTIME_DIR", "VIRTUAL_ENV"),
+    *("SSL_CERT_FILE", "SSL_CERT_DIR"),  # for the system-trust TLS context made in advance
+)
 SERVER_ENV_PREFIXES = ("LC_", "PYTHON", "MPKIT_DAEMON")
 
 

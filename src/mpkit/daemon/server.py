@@ -386,12 +386,18 @@ def _log(text: str) -> None:
     sys.stderr.flush()
 
 
-def _warm_imports() -> None:
+def _warm_up() -> None:
+    """Import what commands use and build the CLI's parsers, once for every child."""
     for name in WARM_MODULES:
         importlib.import_module(name)
     for name in OPTIONAL_WARM_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    from mpkit.cli import prebuild_parsers
+    from mpkit.registry.tls import default_context
+
+    prebuild_parsers()
+    default_context()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -416,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if paths.package_directory() != args.package:
         _log(f"imported mpkit from {paths.package_directory()}, not {args.package}")
         return 1
-    _warm_imports()
+    _warm_up()
     gc.freeze()  # keep the imported objects' pages shared with every child
     server.listen()
     _log(f"listening on {where.socket} (idle timeout {args.idle:g} s)")

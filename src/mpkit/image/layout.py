@@ -7,6 +7,7 @@ layout directory and a layout inside a tar archive (see ``archive.py``).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -405,9 +406,9 @@ class OCILayoutWriter:
                 f"cannot tag {descriptor.digest} in {self.root}: its blob is not in the layout",
                 hint="write the manifest blob before adding it to index.json",
             )
-        index = parse_json_object(
-            (self.root / "index.json").read_bytes(), f"index.json in {self.root}"
-        )
+        index_path = self.root / "index.json"
+        current = index_path.read_bytes()
+        index = parse_json_object(current, f"index.json in {self.root}")
         entries = index.get("manifests")
         if not isinstance(entries, list):
             raise ImageFormatError(f"index.json in {self.root} has no 'manifests' list")
@@ -419,7 +420,13 @@ class OCILayoutWriter:
             return
         entries.append(entry)
         index["manifests"] = entries
-        atomic_write_bytes(self.root / "index.json", dump_json(index))
+        updated = dump_json(index)
+        if updated == current:
+            # Unchanged (the same base pulled again): no rewrite and fsync, but the
+            # modification time still says when the layout was last used.
+            os.utime(index_path)
+            return
+        atomic_write_bytes(index_path, updated)
 
     def write_image(self, image: Image, tag: str | None = None) -> Descriptor:
         """Copy every blob of *image* and its manifest into the layout and tag it."""

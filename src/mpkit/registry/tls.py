@@ -16,19 +16,39 @@ from pathlib import Path
 from mpkit.errors import TLSVerificationError
 
 CERTS_D_ENV = "MPKIT_CERTS_D"
-SYSTEM_CERTS_DIRS = (
-    Path("/etc/docker/certs.d"),
-    Path.home() / ".docker" / "certs.d",  # Docker Desktop (macOS, Windows)
-    Path("/etc/containers/certs.d"),
-    Path.home() / ".config" / "containers" / "certs.d",
-)
+
+
+def system_certs_dirs() -> list[Path]:
+    """Docker's and podman's certs.d directories (per call: HOME may differ per command)."""
+    home = Path.home()
+    return [
+        Path("/etc/docker/certs.d"),
+        home / ".docker" / "certs.d",  # Docker Desktop (macOS, Windows)
+        Path("/etc/containers/certs.d"),
+        home / ".config" / "containers" / "certs.d",
+    ]
 
 
 def certs_d_dirs(environ: dict[str, str] | None = None) -> list[Path]:
     """Directories searched for per-host CAs; MPKIT_CERTS_D (os.pathsep list) comes first."""
     env = os.environ if environ is None else environ
     extra = [Path(p) for p in env.get(CERTS_D_ENV, "").split(os.pathsep) if p]
-    return [*extra, *SYSTEM_CERTS_DIRS]
+    return [*extra, *system_certs_dirs()]
+
+
+def default_context() -> ssl.SSLContext:
+    """The system-trust context, shared by every registry that adds nothing to it.
+
+    Loading the system CA bundle costs ~20 ms, so the build server creates this one before
+    it forks. Keyed by SSL_CERT_FILE/SSL_CERT_DIR, which OpenSSL reads while loading.
+    """
+    return _default_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _default_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    del cert_file, cert_dir  # the cache key only: OpenSSL reads the environment itself
+    return ssl.create_default_context()
 
 
 def host_cert_dirs(registry: str, search: Iterable[Path]) -> list[Path]:
@@ -56,6 +76,9 @@ def build_ssl_context(
 def _build_ssl_context(
     registry: str, ca_certs: tuple[Path, ...], search: tuple[Path, ...], verify: bool
 ) -> tuple[ssl.SSLContext, list[Path]]:
+    cert_dirs = host_cert_dirs(registry, search)
+    if verify and not ca_certs and not cert_dirs:
+        return default_context(), []
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
@@ -64,7 +87,7 @@ def _build_ssl_context(
     for ca in ca_certs:
         _load_ca(context, ca, registry)
         added.append(ca)
-    for directory in host_cert_dirs(registry, search):
+    for directory in cert_dirs:
         for ca in sorted(directory.glob("*.crt")):
             _load_ca(context, ca, registry)
             added.append(ca)

@@ -26,6 +26,7 @@ from pathlib import Path
 from mpkit.build.fsview import FilesystemView
 from mpkit.build.piprun import PipInstall
 from mpkit.build.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
+from mpkit.build.pydeps.mapcache import load_mapping, mapping_path, save_mapping
 from mpkit.build.pydeps.requirements import collect_inputs, index_options, truthy
 from mpkit.build.pydeps.staging import map_staging
 from mpkit.build.pydeps.uvrun import cache_key, run_uv, staged, uv_binary, uv_python_platform
@@ -63,6 +64,7 @@ def install_requirements(
     base: FilesystemView,
     requirement_files: Mapping[str, Path] | None = None,
     wheelhouse: Path | None = None,
+    base_id: str | None = None,
 ) -> DependencyLayer:
     """Build the layer for *install* as pip inside the image would.
 
@@ -71,6 +73,8 @@ def install_requirements(
     put there), in the base image, then at *context_root*/argument. Nested ``-r``/``-c``
     lines resolve relative to the file that contains them. uv's cache and the staging
     trees live under *cache_dir*; the result's entries read files from ``staging``.
+    *base_id* identifies *base*'s content exactly (e.g. the digests of its layers): with
+    it, the entries are kept beside the staging tree and reused for the same base.
     """
     _check_installable(install, target)
     inputs = collect_inputs(
@@ -79,13 +83,18 @@ def install_requirements(
     )  # fmt: skip
     index = index_options(install, target, workdir, context_root, requirement_files or {})
     platform = uv_python_platform(target)
-    key = cache_key(install, inputs, index, target, platform, wheelhouse)
+    key = cache_key(install, inputs, index, target, platform, wheelhouse, cache_dir=cache_dir)
     staging = staged(cache_dir, key)
     if staging is None:
         staging = run_uv(install, inputs, index, target, platform, key, cache_dir, wheelhouse)
-    entries, installed, uninstalled = map_staging(
-        staging / "target", target=target, base=base, requested=inputs.requested
-    )
+    tree = staging / "target"
+    kept = mapping_path(staging, target, base_id) if base_id is not None else None
+    mapped = load_mapping(kept, tree) if kept is not None else None
+    if mapped is None:
+        mapped = map_staging(tree, target=target, base=base, requested=inputs.requested)
+        if kept is not None:
+            save_mapping(kept, tree, mapped)
+    entries, installed, uninstalled = mapped
     return DependencyLayer(entries, key, installed, uninstalled, staging)
 
 
