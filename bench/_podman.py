@@ -68,9 +68,9 @@ class Results(Generic[M]):
         found = self.of(scenario, tool)
         return Summary.of([m.run.parts[part] if part else m.run.seconds for m in found])
 
-    def speedup(self, scenario: str) -> float:
-        """podman's median over mpkit's: above 1.0, mpkit is faster."""
-        return self.summary(scenario, "podman").median / self.summary(scenario, "mpkit").median
+    def speedup(self, scenario: str, tool: str = "mpkit") -> float:
+        """podman's median over *tool*'s: above 1.0, *tool* is faster."""
+        return self.summary(scenario, "podman").median / self.summary(scenario, tool).median
 
 
 class BenchPodman:
