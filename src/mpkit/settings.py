@@ -6,15 +6,19 @@ Read from ``$MPKIT_CONFIG`` or ``<user config dir>/mpkit/settings.json``::
       "mirrors": {"projects.packages.broadcom.com": ["harbor.corp.example/broadcom-proxy"]},
       "aliases": {"base-adapter:python-1.2.0": "harbor.corp.example/sdk/base-adapter:python-1.2.0"},
       "insecure_registries": ["lab-registry.local:5000"],
-      "endpoints": {"harbor.corp.example": "harbor-internal.corp.example:8443"}
+      "endpoints": {"harbor.corp.example": "harbor-internal.corp.example:8443"},
+      "base_recheck_seconds": 300
     }
 
 ``endpoints`` serves a registry's API from another host (containers-registries.conf's
-"location"): names and credentials stay the registry's own.
+"location"): names and credentials stay the registry's own. ``base_recheck_seconds``: how
+long a base image tag resolved by a build is trusted before the next build asks its
+registry again (default 300; 0: every build; ``--pull`` forces a check).
 
 For CI, environment variables add to it: ``MPKIT_MIRRORS`` ("registry=mirror,..."),
 ``MPKIT_IMAGE_ALIASES`` ("name=reference,..."), ``MPKIT_INSECURE_REGISTRIES``
-("host[:port],...") and ``MPKIT_REGISTRY_ENDPOINTS`` ("registry=host[:port],...").
+("host[:port],..."), ``MPKIT_REGISTRY_ENDPOINTS`` ("registry=host[:port],...") and
+``MPKIT_BASE_RECHECK`` (seconds).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ MIRRORS_ENV = "MPKIT_MIRRORS"
 ALIASES_ENV = "MPKIT_IMAGE_ALIASES"
 INSECURE_ENV = "MPKIT_INSECURE_REGISTRIES"
 ENDPOINTS_ENV = "MPKIT_REGISTRY_ENDPOINTS"
+BASE_RECHECK_ENV = "MPKIT_BASE_RECHECK"
+DEFAULT_BASE_RECHECK_SECONDS = 300.0
 _HINT = 'see "mpkit settings" in README.md for the format'
 
 
@@ -45,6 +51,7 @@ class Settings:
     aliases: Mapping[str, str] = field(default_factory=dict)  # local name → reference
     insecure_registries: frozenset[str] = frozenset()
     endpoints: Mapping[str, str] = field(default_factory=dict)  # registry → API host[:port]
+    base_recheck_seconds: float = DEFAULT_BASE_RECHECK_SECONDS
     path: Path | None = None
 
 
@@ -87,8 +94,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aliases=aliases,
         insecure_registries=frozenset(insecure),
         endpoints=endpoints,
+        base_recheck_seconds=_base_recheck(data, env, path),
         path=path,
     )
+
+
+def _base_recheck(data: dict[str, Any], env: Mapping[str, str], path: Path) -> float:
+    text = env.get(BASE_RECHECK_ENV, "").strip()
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value >= 0:
+            raise ConfigError(
+                f"{BASE_RECHECK_ENV}={text!r} is not a number of seconds (0 or more)",
+                hint="e.g. MPKIT_BASE_RECHECK=300, or 0 to ask the registry on every build",
+            )
+        return value
+    value = data.get("base_recheck_seconds", DEFAULT_BASE_RECHECK_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise _bad(path, "base_recheck_seconds must be a number of seconds (0 or more)")
+    return float(value)
 
 
 def _mapping(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:

@@ -640,11 +640,16 @@ def test_cache_show_prune_and_offline_rebuild(
     assert after_prune["blobs"] == len(referenced) < shown["blobs"]
 
     registry.stop()  # now the build must come from the cache alone
-    offline = build(cli, project, "--output", f"oci:{tmp_path}/offline")
+    # Within base_recheck_seconds of the last check, the registry is not asked at all.
+    recent = build(cli, project, "--output", f"oci:{tmp_path}/recent")
+    assert recent["digest"] == first["digest"]
+    assert recent["base"]["source"].endswith(" s ago)"), recent["base"]
+    # --pull asks it: unreachable, so the copy pulled earlier, with a warning.
+    offline = build(cli, project, "--output", f"oci:{tmp_path}/offline", "--pull")
     assert offline["digest"] == first["digest"]
     assert offline["base"]["source"] == "cache (offline)"
     told = cli.ok("image", "build", str(project), "--output", f"oci:{tmp_path}/told",
-                  timeout=BUILD_TIMEOUT)  # fmt: skip
+                  "--pull", timeout=BUILD_TIMEOUT)  # fmt: skip
     assert "using the copy pulled earlier" in told.stderr
     assert told.stdout.strip() == first["digest"]
 

@@ -2,13 +2,18 @@
 
 The cache is an OCI layout at the mpkit cache root, so its blobs are shared with the
 layer cache; index.json remembers which reference resolved to which digest, which
-lets an offline build reuse the last pull (with a warning).
+lets an offline build reuse the last pull (with a warning). A tag resolved less than
+``base_recheck_seconds`` ago is not asked again (``<cache>/base-checks/``), as
+``podman build`` and docker's classic builder reuse a local base; a digest-pinned base
+whose blobs are cached needs no registry at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +21,7 @@ from typing import Any
 
 from mpkit.errors import ImageFormatError, InvalidReferenceError, MpkitError, RegistryError
 from mpkit.image import mediatypes
+from mpkit.image._fs import atomic_write_bytes
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Blob, Descriptor, Layer, Platform
@@ -25,6 +31,7 @@ from mpkit.registry.transport import ClientOptions
 from mpkit.settings import ALIASES_ENV, Settings
 
 REF_NAME = "org.opencontainers.image.ref.name"
+CHECKS_DIR = "base-checks"
 # The VMware SDK (1.3.x) builds "base-adapter:<lang>-<version>" locally on first use.
 SDK_LOCAL_BASE = re.compile(r"^base-adapter:[A-Za-z0-9_.-]+$")
 SDK_PUBLIC_REPO = (
@@ -115,7 +122,10 @@ class BaseResolver:
         options: ClientOptions,
         platform: Platform = DEFAULT_PLATFORM,
         warn: Callable[[str], None] = lambda _message: None,
+        recheck: bool = False,
     ) -> None:
+        """*recheck*: ask the registry even if the tag was resolved recently (--pull)."""
+        self.recheck = recheck
         self.store = OCILayoutWriter(cache_root)
         self.cache_root = cache_root
         self.settings = settings
@@ -127,6 +137,9 @@ class BaseResolver:
         if name == "scratch":
             return scratch()
         upstream = base_reference(name, self.settings)
+        recent = None if self.recheck else self._recently_resolved(name, upstream)
+        if recent is not None:
+            return recent
         errors: list[tuple[Reference, RegistryError]] = []
         for candidate in mirror_candidates(upstream, self.settings):
             try:
@@ -158,9 +171,62 @@ class BaseResolver:
         manifest = self.store.write_bytes_blob(resolved.manifest.data, resolved.manifest.media_type)
         self.store.add_manifest(manifest, _ref_name(upstream))
         pinned = upstream.with_digest(resolved.manifest.digest)
+        self._note_check(upstream, candidate, manifest)
         return self._load(name, pinned, str(candidate), manifest)
 
-    def _cached(self, name: str, upstream: Reference) -> BaseImage | None:
+    def _recently_resolved(self, name: str, upstream: Reference) -> BaseImage | None:
+        """The cached base if a registry confirmed this tag within the re-check window,
+        or if the reference is pinned by digest (immutable) and fully cached."""
+        if upstream.digest:
+            base = self._cached(name, upstream, source="cache (pinned by digest)")
+            return base if base is not None and self._complete(base) else None
+        window = self.settings.base_recheck_seconds
+        if window <= 0:
+            return None
+        try:
+            record = json.loads(self._check_path(upstream).read_bytes())
+            age = time.time() - float(record["checked_at"])
+            manifest = Descriptor.from_dict(record["manifest"])
+            source = str(record["source"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not 0 <= age < window or not self.store.has_blob(manifest.digest, manifest.size):
+            return None
+        pinned = upstream.with_digest(manifest.digest)
+        try:
+            base = self._load(name, pinned, f"{source} (checked {age:.0f} s ago)", manifest)
+            origin = parse_reference(source)
+        except (ImageFormatError, InvalidReferenceError, OSError, ValueError, KeyError):
+            return None
+        if not self._complete(base):
+            return None
+        # Where the blobs live matters to the push (a mount instead of an upload), and the
+        # record of it may be newer than this cache (another user, a wiped state dir).
+        _remember_location(origin, [layer.descriptor.digest for layer in base.layers])
+        return base
+
+    def _complete(self, base: BaseImage) -> bool:
+        return all(
+            self.store.has_blob(layer.descriptor.digest, layer.descriptor.size)
+            for layer in base.layers
+        )
+
+    def _note_check(self, upstream: Reference, candidate: Reference, manifest: Descriptor) -> None:
+        record = {
+            "reference": _ref_name(upstream),
+            "source": str(candidate),
+            "checked_at": time.time(),
+            "manifest": manifest.to_dict(),
+        }
+        atomic_write_bytes(self._check_path(upstream), json.dumps(record).encode())
+
+    def _check_path(self, upstream: Reference) -> Path:
+        name = hashlib.sha256(_ref_name(upstream).encode()).hexdigest()[:32]
+        return self.cache_root / CHECKS_DIR / f"{name}.json"
+
+    def _cached(
+        self, name: str, upstream: Reference, source: str = "cache (offline)"
+    ) -> BaseImage | None:
         try:
             index = json.loads((self.cache_root / "index.json").read_bytes())
         except (OSError, ValueError):
@@ -170,7 +236,7 @@ class BaseResolver:
                 desc = Descriptor.from_dict(entry)
                 pinned = upstream.with_digest(desc.digest)
                 try:
-                    return self._load(name, pinned, "cache (offline)", desc)
+                    return self._load(name, pinned, source, desc)
                 except (ImageFormatError, OSError):
                     return None
         return None

@@ -36,6 +36,7 @@ class BuildRequest:
     build_args: dict[str, str] = field(default_factory=dict)
     engine: str = "auto"
     wheelhouse: Path | None = None
+    pull: bool = False  # ask the base's registry even if its tag was resolved recently
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def build_image(
         options=request.client_options,
         platform=platform,
         warn=log,
+        recheck=request.pull,
     )
     base = resolver.resolve(evaluator.base_image)
     log(f"base {evaluator.base_image} → {base.source} ({base.digest or 'scratch'})")

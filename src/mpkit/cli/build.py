@@ -9,6 +9,7 @@ from typing import Any
 
 from mpkit.build.builder import ENGINE_CHOICES, BuildRequest, BuildResult, build_image
 from mpkit.cli.common import (
+    add_pull_option,
     add_remote_options,
     client_options,
     explicit_credential,
@@ -52,6 +53,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="target platform (default linux/amd64, what cloud proxies run)",
     )
     build.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
+    add_pull_option(build)
     build.add_argument(
         "--wheelhouse",
         type=Path,
@@ -88,6 +90,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         build_args=_build_args(args.build_arg),
         engine=args.engine,
         wheelhouse=args.wheelhouse,
+        pull=args.pull,
     )
     result = build_image(request, log=out.info)
     report = _report(result)

@@ -34,6 +34,15 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_pull_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pull",
+        action="store_true",
+        help="ask the base image's registry for its tag now, even if a build checked it "
+        "within base_recheck_seconds (default 300)",
+    )
+
+
 def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registry connection")
     group.add_argument(

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mpkit.build.builder import ENGINE_CHOICES
-from mpkit.cli.common import add_output_options, add_registry_options, client_options
+from mpkit.cli.common import (
+    add_output_options,
+    add_pull_option,
+    add_registry_options,
+    client_options,
+)
 from mpkit.cli.output import Output, human_size
 from mpkit.cli.prompts import TerminalPrompter
 from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, env_credential
@@ -71,6 +76,7 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, positional: bool) ->
         default="auto",
         help="container engine for what the native builder cannot do",
     )
+    add_pull_option(parser)
     parser.add_argument(
         "--wheelhouse",
         type=Path,
@@ -147,6 +153,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         verify=not args.no_verify,
         engine=args.engine,
         wheelhouse=args.wheelhouse,
+        pull=args.pull,
     )
     try:
         outcome = build_pack_flow(options, prompter=prompter, reporter=out)

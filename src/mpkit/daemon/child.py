@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import NoReturn
 
 # The server's own stdio objects: kept alive so that collecting them never closes a
@@ -40,6 +41,7 @@ def run_command(command: dict[str, object], fds: list[int]) -> int:
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in environment.items()})
     _reset_locale()
+    time.tzset()  # local times follow the command's TZ, not the server's
     _reopen_stdio()
     prog = str(command["prog"])
     argv = [str(arg) for arg in command["argv"]]  # type: ignore[attr-defined]

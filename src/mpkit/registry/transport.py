@@ -43,7 +43,7 @@ from mpkit.registry.auth import (
 from mpkit.registry.responses import denied, error_detail, rate_limit_note
 from mpkit.registry.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from mpkit.registry.stats import TransferStats
-from mpkit.registry.tls import build_ssl_context
+from mpkit.registry.tls import build_ssl_context, certs_d_dirs, host_cert_dirs
 
 log = logging.getLogger("mpkit.registry")
 
@@ -172,34 +172,47 @@ class Transport:
                 self._ping_error = exc
                 raise
 
+    def _probe_order(self) -> list[str]:
+        """https only, unless plain HTTP is allowed. A loopback registry without TLS
+        settings is almost always plain HTTP (``localhost:5000``): asking http first saves
+        a failed TLS handshake per command, and the unauthenticated GET /v2/ carries no
+        credentials, so nothing leaks if it turns out to speak TLS."""
+        if not self.plain_http_allowed:
+            return ["https"]
+        tls_configured = bool(self.options.ca_certs) or bool(
+            host_cert_dirs(self.registry, self.options.certs_d or certs_d_dirs())
+        )
+        if is_loopback_host(self.endpoint) and not self.insecure and not tls_configured:
+            return ["http", "https"]
+        return ["https", "http"]
+
     def _ping_locked(self) -> None:
         host = self.endpoint
-        schemes = ["https", "http"] if self.plain_http_allowed else ["https"]
-        first_error: RegistryError | None = None
+        schemes = self._probe_order()
+        errors: dict[str, RegistryError] = {}
         for scheme in schemes:
             url = f"{scheme}://{host}/v2/"
-            # Probing https on a plain-http port fails fast; don't retry that probe.
-            attempts = 1 if scheme == "https" and len(schemes) > 1 else 2
+            # Probing the wrong scheme fails fast; don't retry a probe that has a fallback.
+            attempts = 1 if scheme != schemes[-1] else 2
             try:
                 response = self._send_retrying("GET", url, headers={}, body=None, attempts=attempts)
             except TLSVerificationError:
                 raise
             except RegistryError as exc:
-                first_error = first_error or exc
+                errors[scheme] = exc
                 continue
             if response.status_code == 401:
                 challenges = parse_challenges(response.headers.get_list("www-authenticate"))
                 self._challenge = _preferred(challenges)
             elif response.status_code != 200:
-                if scheme == "http" and first_error is not None:
-                    raise first_error
-                raise RegistryProtocolError(
+                errors[scheme] = RegistryProtocolError(
                     f"{self.registry} does not look like a container registry: GET {url} "
                     f"answered HTTP {response.status_code}",
                     hint="check the host and port; the OCI distribution API lives under /v2/",
                     registry=self.registry,
                     status=response.status_code,
                 )
+                continue
             self._base_url = f"{scheme}://{host}"
             log.debug(
                 "registry %s speaks %s, auth %s",
@@ -208,8 +221,9 @@ class Transport:
                 self._challenge.scheme if self._challenge else "none",
             )
             return
-        assert first_error is not None
-        raise first_error
+        # When both failed, the https failure tells more (a plain-HTTP answer from a TLS
+        # port is only "400 Bad Request").
+        raise errors.get("https") or errors[schemes[0]]
 
     def authenticate(self) -> str:
         """Prove the credential against the registry (what `docker login` does).

@@ -53,6 +53,7 @@ class PackBuildOptions:
     insecure_collector: bool = False
     verify: bool = True  # run the cloud proxy's checks on the finished pack
     engine: str = "auto"
+    pull: bool = False  # re-check the base image's tag now (--pull)
     wheelhouse: Path | None = None
 
 
@@ -130,7 +131,7 @@ def build_pack_flow(
                 BuildRequest(
                     project=project.root, cache_root=default_cache_dir(),
                     settings=options.settings, client_options=options.client_options,
-                    engine=options.engine, wheelhouse=options.wheelhouse,
+                    engine=options.engine, wheelhouse=options.wheelhouse, pull=options.pull,
                 ),
                 log=_both(reporter),
             )  # fmt: skip
