@@ -262,10 +262,8 @@ def _remember_location(source: Reference, digests: list[str]) -> None:
     them instead of uploading them (unless recorded already: a write costs an fsync)."""
     locations = blob_locations()
     # exclude="": no repository has an empty name, so every recorded one is listed.
-    if any(
-        source.path not in locations.candidates(source.registry, digest, exclude="")
-        for digest in digests
-    ):
+    known = locations.candidates_of(source.registry, digests, exclude="")
+    if any(source.path not in repositories for repositories in known.values()):
         locations.record(source.registry, source.path, digests)
 
 

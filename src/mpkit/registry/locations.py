@@ -8,6 +8,7 @@ it instead of uploading it. Stored in SQLite, which makes concurrent updates saf
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -40,16 +41,25 @@ class BlobLocations:
 
     def candidates(self, registry: str, digest: str, *, exclude: str) -> tuple[str, ...]:
         """Other repositories of *registry* that held *digest*, most recent first."""
+        return self.candidates_of(registry, [digest], exclude=exclude)[digest]
+
+    def candidates_of(
+        self, registry: str, digests: Iterable[str], *, exclude: str
+    ) -> dict[str, tuple[str, ...]]:
+        """candidates() for several digests through one connection."""
+        found: dict[str, tuple[str, ...]] = {digest: () for digest in digests}
         try:
-            with self._connect() as conn:
-                rows = conn.execute(
-                    "SELECT repository FROM blob_locations WHERE digest=? AND registry=? AND "
-                    "repository<>? ORDER BY seen DESC LIMIT ?",
-                    (digest, registry, exclude, MAX_CANDIDATES),
-                ).fetchall()
+            with contextlib.closing(self._connect()) as conn:
+                for digest in found:
+                    rows = conn.execute(
+                        "SELECT repository FROM blob_locations WHERE digest=? AND registry=? "
+                        "AND repository<>? ORDER BY seen DESC LIMIT ?",
+                        (digest, registry, exclude, MAX_CANDIDATES),
+                    ).fetchall()
+                    found[digest] = tuple(r[0] for r in rows)
         except sqlite3.Error:
-            return ()
-        return tuple(r[0] for r in rows)
+            pass  # a cache: without it, blobs are checked and uploaded
+        return found
 
     def forget(self, registry: str, repository: str, digest: str) -> None:
         try:

@@ -107,10 +107,9 @@ class _Pusher:
         """Where the records say each blob is on this registry."""
         if self.locations is None:
             return
-        for blob in blobs:
-            digest = blob.descriptor.digest
-            # exclude="": no repository has an empty name, so every recorded one is listed.
-            self.seen[digest] = self.locations.candidates(self.client.registry, digest, exclude="")
+        # exclude="": no repository has an empty name, so every recorded one is listed.
+        digests = [blob.descriptor.digest for blob in blobs]
+        self.seen = self.locations.candidates_of(self.client.registry, digests, exclude="")
 
     def recorded_here(self, blob: Blob) -> bool:
         return self.repository in self.seen.get(blob.descriptor.digest, ())
