@@ -72,9 +72,12 @@ def test_start_status_and_stop(mpkit: Mpkit, build_server: BuildServer) -> None:
     text = mpkit.ok("daemon", "status", env=build_server.env).stdout
     assert f"pid {started['pid']}" in text and "Idle timeout" in text
 
+    wait_for(lambda: status(mpkit, build_server)["spare_pid"], "a spare child")
+    spare = status(mpkit, build_server)["spare_pid"]
     stopped = mpkit.ok("daemon", "stop", "--json", env=build_server.env).json()
     assert stopped["stopped"] is True
     wait_for(lambda: not build_server.pids(), "the server to exit")
+    wait_for(lambda: not build_server.alive(spare), "its spare child to exit")
     assert status(mpkit, build_server)["running"] is False
     assert "No build server was running" in mpkit.ok("daemon", "stop", env=build_server.env).stdout
     assert not list(build_server.directory.glob("*.sock"))
@@ -297,3 +300,29 @@ def test_trust_follows_each_commands_home_not_the_servers(
     untrusted = mpkit.run("image", "inspect", ref, env=build_server.env)
     assert untrusted.returncode == 1 and "not trusted" in untrusted.stderr
     assert status(mpkit, build_server)["served"] == 2
+
+
+def test_commands_run_in_the_prepared_spare_and_work_without_one(
+    mpkit: Mpkit, build_server: BuildServer
+) -> None:
+    """The server keeps one child forked ahead (its memory already private); a command runs
+    in it, and a new spare follows. If spares keep dying, commands fork directly."""
+    mpkit.ok("daemon", "start", env=build_server.env)
+    wait_for(lambda: status(mpkit, build_server)["spare_pid"], "a spare child")
+    first_spare = status(mpkit, build_server)["spare_pid"]
+    assert first_spare in build_server.all_pids()
+    mpkit.ok("cache", "--json", env=build_server.env)
+    wait_for(
+        lambda: status(mpkit, build_server)["spare_pid"] not in (None, first_spare), "a new spare"
+    )
+    wait_for(lambda: first_spare not in build_server.all_pids(), "the used spare to exit")
+
+    for _ in range(3):  # spares that die unused: after three, the server stops making them
+        wait_for(lambda: status(mpkit, build_server)["spare_pid"], "a spare child")
+        os.kill(status(mpkit, build_server)["spare_pid"], signal.SIGKILL)
+        time.sleep(0.2)
+    wait_for(lambda: status(mpkit, build_server)["spare_pid"] is None, "no more spares")
+    time.sleep(0.3)
+    assert status(mpkit, build_server)["spare_pid"] is None
+    assert json.loads(mpkit.ok("cache", "--json", env=build_server.env).stdout)
+    assert "died unused" in next(build_server.directory.glob("*.log")).read_text()

@@ -16,6 +16,7 @@ import mpkit
 ENV_MODE = "MPKIT_DAEMON"
 ENV_DIR = "MPKIT_DAEMON_DIR"
 ENV_IDLE = "MPKIT_DAEMON_IDLE"
+ENV_SPARE = "MPKIT_DAEMON_SPARE"
 MODES = ("auto", "on", "off")
 DEFAULT_IDLE_SECONDS = 15 * 60
 MAX_SOCKET_PATH = 100  # sun_path is 104 (BSD) or 108 (Linux) bytes, with the NUL
@@ -55,6 +56,12 @@ def idle_seconds(environ: dict[str, str] | os._Environ[str] = os.environ) -> flo
     if seconds <= 0:
         raise ValueError(f"{ENV_IDLE} must be a positive number of seconds")
     return seconds
+
+
+def spares_wanted(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    """Whether the server keeps a child forked ahead (``MPKIT_DAEMON_SPARE=0``: no; it
+    costs the memory of one more process)."""
+    return environ.get(ENV_SPARE, "").strip().lower() not in ("0", "off", "false", "no")
 
 
 def runtime_directory(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:

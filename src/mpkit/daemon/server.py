@@ -28,9 +28,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mpkit.daemon import paths, wire
+from mpkit.daemon import paths, spare, wire
 
-WARM_MODULES = ("mpkit.cli", "mpkit.cli.packbuild", "mpkit.daemon.child")
+WARM_MODULES = ("mpkit.cli", "mpkit.cli.packbuild", "mpkit.daemon.child", "mpkit.daemon.spare")
 # Imported lazily by their users: describe validation, httpx's first client (its
 # transport stack, ~30 ms), IDNA host names, and the uv wheel's binary lookup.
 OPTIONAL_WARM_MODULES = (
@@ -39,30 +39,45 @@ OPTIONAL_WARM_MODULES = (
 )
 REQUEST_TIMEOUT = 5.0
 KILL_GRACE_SECONDS = 5.0
+MAX_SPARE_FAILURES = 3  # spares that died unused before the server stops making them
 FORWARDABLE = frozenset(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 )
 
 
 class Job:
-    """A command running in a child process, and the client waiting for it."""
+    """A command running in a child process, the client waiting for it, and the line on
+    which the child reports its exit status before its (slow) teardown."""
 
-    __slots__ = ("conn", "kill_at", "pid")
+    __slots__ = ("conn", "kill_at", "pid", "report")
 
-    def __init__(self, pid: int, conn: socket.socket | None) -> None:
+    def __init__(self, pid: int, conn: socket.socket | None, report: socket.socket) -> None:
         self.pid = pid
         self.conn = conn
+        self.report: socket.socket | None = report
         self.kill_at: float | None = None
 
 
+class Spare:
+    """A child forked ahead of the next command (mpkit.daemon.spare), and its line to us."""
+
+    __slots__ = ("control", "pid")
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        self.pid = pid
+        self.control = control
+
+
 class ChildTask:
-    """What a freshly forked child must become (returned up out of the server loop)."""
+    """What a freshly forked child must become (returned up out of the server loop), and
+    where it reports its exit status."""
 
-    __slots__ = ("command", "fds")
+    __slots__ = ("command", "fds", "report")
 
-    def __init__(self, command: dict[str, object], fds: list[int]) -> None:
+    def __init__(self, command: dict[str, object], fds: list[int], report: socket.socket) -> None:
         self.command = command
         self.fds = fds
+        self.report = report
 
 
 class Server:
@@ -71,6 +86,8 @@ class Server:
         self.fingerprint = fingerprint
         self.idle = idle
         self.jobs: dict[int, Job] = {}
+        self.spare: Spare | None = None
+        self.spare_failures = 0 if paths.spares_wanted() else MAX_SPARE_FAILURES
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
         self.socket_inode: int | None = None
@@ -122,6 +139,9 @@ class Server:
         while True:
             if self.signalled:
                 self.retire("stop signal")
+            task = self._ensure_spare()
+            if task is not None:
+                return task
             if self.retiring and not self.jobs:
                 return None
             idle_for = time.monotonic() - self.last_activity
@@ -138,6 +158,8 @@ class Server:
                     self._reap()
                 elif isinstance(key.data, Job):
                     self._from_client(key.data)
+                elif isinstance(key.data, tuple):
+                    self._from_child(key.data[1])
             self._enforce_kills()
 
     def _timeout(self) -> float | None:
@@ -164,6 +186,9 @@ class Server:
         if self.lock_fd is not None:
             os.close(self.lock_fd)
             self.lock_fd = None
+        if self.spare is not None:
+            self.spare.control.close()  # the spare sees end of stream and exits
+            self.spare = None
 
     def close(self) -> None:
         self.retire("shutting down")
@@ -201,7 +226,7 @@ class Server:
         if kind == "run" and isinstance(command, dict):
             refusal = self._refusal(command, fds)
             if refusal is None:
-                return self._fork(conn, command, fds)
+                return self._start(conn, command, fds)
             wire.send(conn, refusal)
         elif kind == "status":
             wire.send(conn, self.status())
@@ -229,23 +254,77 @@ class Server:
             "started": self.started,
             "idle_seconds": self.idle,
             "commands_running": len(self.jobs),
+            "spare_pid": self.spare.pid if self.spare is not None else None,
             "served": self.served,
             "socket": self.where.socket,
             "python": sys.executable,
         }
 
+    def _start(
+        self, conn: socket.socket, command: dict[str, object], fds: list[int]
+    ) -> ChildTask | None:
+        """Hand the command to the spare child, else to a child forked now."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            try:
+                wire.send_with_fds(
+                    spare.control, ("run", command), fds, socket.SOL_SOCKET, socket.SCM_RIGHTS
+                )
+            except OSError:
+                spare = None  # it died; reaped with the other children
+        if spare is not None:
+            _close_all(fds)
+            self._track(spare.pid, conn, spare.control)
+            return None
+        return self._fork(conn, command, fds)
+
     def _fork(
         self, conn: socket.socket, command: dict[str, object], fds: list[int]
     ) -> ChildTask | None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
+            ours.close()
             self._close_in_child(conn)
-            return ChildTask(command, fds)
+            return ChildTask(command, fds, theirs)
+        theirs.close()
         _close_all(fds)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # the child does the same; whichever runs first wins
+        self._track(pid, conn, ours)
+        return None
+
+    def _ensure_spare(self) -> ChildTask | None:
+        """Fork a spare while idle; in the spare, return its command once handed one."""
+        if (
+            self.spare is not None
+            or self.jobs
+            or self.retiring
+            or self.spare_failures >= MAX_SPARE_FAILURES
+        ):
+            return None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            self._close_in_child(None)
+            got = spare.become_spare(theirs, _read_task)
+            if got is None:
+                os._exit(0)  # the server stopped; nothing of ours to clean up
+            command, fds = got
+            return ChildTask(command, fds, theirs)
+        theirs.close()
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
+        self.spare = Spare(pid, ours)
+        return None
+
+    def _track(self, pid: int, conn: socket.socket, report: socket.socket) -> None:
+        """Follow the command running in *pid* for the client on *conn*."""
         self.served += 1
-        job = Job(pid, conn)
+        job = Job(pid, conn, report)
+        report.setblocking(False)
+        self.selector.register(report, selectors.EVENT_READ, ("report", job))
         self.jobs[pid] = job
         try:
             wire.send(conn, ("started", pid))
@@ -253,9 +332,8 @@ class Server:
             self.selector.register(conn, selectors.EVENT_READ, job)
         except OSError:
             self._client_gone(job)
-        return None
 
-    def _close_in_child(self, conn: socket.socket) -> None:
+    def _close_in_child(self, conn: socket.socket | None) -> None:
         signal.set_wakeup_fd(-1)
         self.selector.close()
         if self.listener is not None:
@@ -263,7 +341,12 @@ class Server:
         for job in self.jobs.values():
             if job.conn is not None:
                 job.conn.close()
-        conn.close()
+            if job.report is not None:
+                job.report.close()
+        if self.spare is not None:
+            self.spare.control.close()
+        if conn is not None:
+            conn.close()
         os.close(self.wake_r)
         os.close(self.wake_w)
         if self.lock_fd is not None:
@@ -287,6 +370,33 @@ class Server:
                 if number in FORWARDABLE:
                     _signal_group(job.pid, int(number))  # type: ignore[arg-type]
 
+    def _from_child(self, job: Job) -> None:
+        """The child's exit status, sent just before it exits: the client need not wait
+        for the process teardown (tens of MB of private pages) and the reaping."""
+        assert job.report is not None
+        try:
+            data = job.report.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        messages = wire.FrameReader().feed(data) if data else []
+        self.selector.unregister(job.report)
+        job.report.close()
+        job.report = None
+        for message in messages:
+            if isinstance(message, tuple) and message[:1] == ("done",) and len(message) == 2:
+                self._finish(job, int(message[1]))
+
+    def _finish(self, job: Job, code: int) -> None:
+        """Tell the client its command's exit status, and let it go."""
+        if job.conn is not None:
+            with contextlib.suppress(OSError):
+                job.conn.setblocking(True)
+                job.conn.settimeout(REQUEST_TIMEOUT)
+                wire.send(job.conn, ("exit", code))
+        self._detach(job)
+
     def _client_gone(self, job: Job) -> None:
         """The client died without waiting: stop its command as a hang-up would."""
         self._detach(job)
@@ -309,19 +419,28 @@ class Server:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and pid == self.spare.pid:
+                self._spare_died(status)
+                continue
             job = self.jobs.pop(pid, None)
             if job is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
             if code < 0:
                 code = 128 - code  # killed by a signal, as a shell reports it
-            if job.conn is not None:
-                with contextlib.suppress(OSError):
-                    job.conn.setblocking(True)
-                    job.conn.settimeout(REQUEST_TIMEOUT)
-                    wire.send(job.conn, ("exit", code))
-            self._detach(job)
+            self._finish(job, code)  # unless the child reported already
+            if job.report is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.selector.unregister(job.report)
+                job.report.close()
             self.last_activity = time.monotonic()
+
+    def _spare_died(self, status: int) -> None:
+        assert self.spare is not None
+        self.spare.control.close()
+        self.spare = None
+        self.spare_failures += 1
+        _log(f"a spare child died unused (status {status}); forking commands directly")
 
     def _enforce_kills(self) -> None:
         now = time.monotonic()
@@ -360,6 +479,15 @@ def _read_request(conn: socket.socket) -> tuple[object, list[int]]:
             raise wire.ProtocolError("the request ended early")
         messages = reader.feed(chunk)
     return messages[0], fds
+
+
+def _read_task(control: socket.socket) -> tuple[dict[str, object], list[int]]:
+    """What the server hands a spare child: a run request and the client's stdio."""
+    message, fds = _read_request(control)
+    if isinstance(message, tuple) and len(message) == 2 and isinstance(message[1], dict):
+        return message[1], fds
+    _close_all(fds)
+    raise ValueError("not a run request")
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -473,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from mpkit.daemon.child import exit_now, run_command
 
-    return exit_now(run_command(task.command, task.fds))
+    return exit_now(run_command(task.command, task.fds), task.report)
 
 
 if __name__ == "__main__":
