@@ -14,7 +14,8 @@ for podman). Each round, alternating the tools:
   empty mpkit cache / a fresh podman graphroot (overlay, SPEC §9): both pull the base and
   download the requirements from the package index;
 * **app-only**: change one line of ``app/adapter.py``, then build and push again with what the
-  cold run left (mpkit's cache, podman's layer cache and the pushed repository).
+  cold run left (mpkit's cache, podman's layer cache and the pushed repository); repeated
+  ``--app-runs`` times (default 3) with a different edit each time.
 
 Every push is checked against what the registry serves, and the bytes each push added to the
 registry's storage are counted. Medians, speedups (podman/mpkit) and the goals go to the
@@ -423,6 +424,7 @@ class Setup:
     mpkit_command: tuple[str, ...]
     base_host: str
     base_layers: int
+    app_runs: int
 
 
 def run_rounds(
@@ -469,11 +471,11 @@ def _one_round(
                 podman.init_storage()
                 sessions[tool] = podman
         cold: dict[str, Measurement] = {}
-        for scenario in SCENARIOS:
-            if scenario == "app-only":
-                change_one_line(project, f"round {number}")
+        edits = [(f"round {number}, edit {e}", f"app{e}") for e in range(1, setup.app_runs + 1)]
+        for scenario, revision, tag in [("cold", None, "cold")] + [("app-only", *e) for e in edits]:
+            if revision is not None:
+                change_one_line(project, revision)
             for tool in TOOLS:  # alternate the tools within each scenario
-                tag = "cold" if scenario == "cold" else "app"
                 m = measure(sessions[tool], registries[tool], project, scenario, tag)
                 check(m, cold.get(tool), setup.base_layers)
                 cold.setdefault(tool, m)
@@ -513,6 +515,7 @@ def _bytes(value: float) -> str:
 @dataclass(frozen=True)
 class ReportInputs:
     runs: int
+    app_runs: int
     command: str
     commands: Mapping[str, str]
     load_before: str
@@ -620,7 +623,8 @@ def report(results: Results[Measurement], inputs: ReportInputs) -> str:
     dockerfile = "\n".join(f"    {line}" for line in DOCKERFILE.splitlines())
     return f"""## Build: `mpkit image build --push` vs `podman build` + `podman push`
 
-Produced by `{inputs.command}` on {utc_now()}, {inputs.runs} run(s) per tool and scenario.
+Produced by `{inputs.command}` on {utc_now()}: {inputs.runs} round(s), each with one cold
+and {inputs.app_runs} app-only build(s) per tool.
 
 {goals}
 
@@ -654,8 +658,8 @@ a registries.conf entry for podman. The target registries are other fresh regist
 the base layer is uploaded on every cold push (the usual case: the SDK base lives on
 Broadcom's registry, the adapter goes to the user's).
 
-Scenarios, each round (tools alternate: cold mpkit, cold podman, app-only mpkit, app-only
-podman), every tool with its own fresh target registry and a fresh HOME, `DOCKER_CONFIG`,
+Scenarios, each round (the tools alternate within each build: mpkit, mpkit without the
+server, podman), every tool with its own fresh target registry and a fresh HOME, `DOCKER_CONFIG`,
 `XDG_*` and auth file:
 - **cold**: empty target repository; an empty `MPKIT_CACHE_DIR` for mpkit, a new podman
   graphroot (overlay driver, runc, cgroupfs, ulimits as SPEC §9 says; created with an untimed
@@ -664,7 +668,8 @@ podman), every tool with its own fresh target registry and a fresh HOME, `DOCKER
   requirements from PyPI (mpkit through uv on the host with an empty cache, podman through
   pip in the build container), so the cold numbers include the package index's latency.
 - **app-only**: one line of `app/adapter.py` changed, then the same build and push with
-  what the cold run left: mpkit's cache, podman's layer cache, the pushed repository.
+  what the cold run left: mpkit's cache, podman's layer cache, the pushed repository
+  (`--app-runs` times per round, each with a different edit).
 Every push is verified: the registry serves a manifest with the base's layers plus 4, mpkit's
 `--json` digest equals the served manifest's digest, and after the app-only change every
 layer but the app layer is unchanged (and mpkit reports its pip layer cached).
@@ -697,11 +702,14 @@ def uv_command() -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=3, help="rounds (each: cold, then app-only)")
+    parser.add_argument(
+        "--app-runs", type=int, default=3, help="app-only edits and rebuilds per round"
+    )
     add_profile_argument(parser, "skip the extra profiled app-only mpkit run of the last round")
     add_results_argument(parser)
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be positive")
+    if args.runs < 1 or args.app_runs < 1:
+        parser.error("--runs and --app-runs must be positive")
     return args
 
 
@@ -720,14 +728,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"on {registry.host}"
             )
             setup = Setup(
-                paths["podman"], (sys.executable, "-m", "mpkit"), registry.host, base_layers
-            )
+                paths["podman"], (sys.executable, "-m", "mpkit"), registry.host, base_layers,
+                args.app_runs,
+            )  # fmt: skip
             load_before = load_average()
             results = run_rounds(setup, args.runs, scratch, profile)
         commands = _command_texts(setup)
         inputs = ReportInputs(
-            args.runs, command, commands, load_before, base_digest, base_size, profile
-        )
+            args.runs, args.app_runs, command, commands, load_before, base_digest, base_size,
+            profile,
+        )  # fmt: skip
         section = report(results, inputs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
