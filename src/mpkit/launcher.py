@@ -27,6 +27,14 @@ def mp_init() -> None:
 
 
 def launch(prog: str, args: list[str]) -> int:
+    try:
+        return _launch(prog, args)
+    except KeyboardInterrupt:  # before the CLI's own handling is in place
+        sys.stderr.write("error: cancelled by the user (Ctrl-C)\n")
+        return 1
+
+
+def _launch(prog: str, args: list[str]) -> int:
     if _served(prog, args):
         from mpkit.daemon import paths
 

@@ -21,6 +21,23 @@ from tests.fixtures.podman import Podman, isolated_podman
 Listing = dict[str, tuple[str, int, int, int, str]]
 
 
+@pytest.fixture
+def wheelhouse(tmp_path: Path) -> Path:
+    """Local wheels: demo-pkg 1.0 (needs demo-dep>=1, has a console script), demo-dep 1.0
+    and 2.0, other-pkg 1.0."""
+    from tests.build.test_pydeps import make_wheel
+
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    make_wheel(
+        house, "demo-pkg", "1.0", requires=("demo-dep>=1",), scripts={"demo": "demo_pkg:main"}
+    )
+    make_wheel(house, "demo-dep", "1.0")
+    make_wheel(house, "demo-dep", "2.0")
+    make_wheel(house, "other-pkg", "1.0")
+    return house
+
+
 @dataclass
 class MiniPodman:
     """Builds a context with podman and lists the filesystem of the result."""

@@ -151,19 +151,6 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def wheelhouse(tmp_path: Path) -> Path:
-    house = tmp_path / "wheelhouse"
-    house.mkdir()
-    make_wheel(
-        house, "demo-pkg", "1.0", requires=("demo-dep>=1",), scripts={"demo": "demo_pkg:main"}
-    )
-    make_wheel(house, "demo-dep", "1.0")
-    make_wheel(house, "demo-dep", "2.0")
-    make_wheel(house, "other-pkg", "1.0")
-    return house
-
-
-@pytest.fixture
 def context(tmp_path: Path) -> Path:
     root = tmp_path / "context"
     root.mkdir()

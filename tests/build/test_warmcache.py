@@ -28,22 +28,10 @@ from tests.build.test_pydeps import (
     base_with_demo_09,
     debian_base,
     install_offline,
-    make_wheel,
 )
 from tests.build.test_target import alpine, bookworm, config, python_slim
 
 UPGRADE = "pip3 install --no-index --upgrade demo-pkg"
-
-
-@pytest.fixture
-def wheelhouse(tmp_path: Path) -> Path:
-    house = tmp_path / "wheelhouse"
-    house.mkdir()
-    make_wheel(
-        house, "demo-pkg", "1.0", requires=("demo-dep>=1",), scripts={"demo": "demo_pkg:main"}
-    )
-    make_wheel(house, "demo-dep", "1.0")
-    return house
 
 
 class Unmapped(AssertionError):

@@ -141,3 +141,34 @@ def test_exit_codes_follow_system_exit(capsys: pytest.CaptureFixture[str]) -> No
     assert child.exit_code(3) == 3
     assert child.exit_code("fatal: message") == 1
     assert "fatal: message" in capsys.readouterr().err
+
+
+def test_a_signal_before_the_command_starts_cancels_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while the request is on its way: the signal is held, and when the server
+    then goes away the command is not run in-process instead: it is cancelled."""
+    import signal
+    import socket
+    import threading
+
+    from mpkit.daemon import client
+
+    where = paths.server_paths({paths.ENV_DIR: str(tmp_path)})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(where.socket)
+        listener.listen(1)
+
+        def interrupt_then_hang_up() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                os.kill(os.getpid(), signal.SIGINT)  # reaches the client's handler
+
+        helper = threading.Thread(target=interrupt_then_hang_up)
+        helper.start()
+        code = client.run("mpkit", ["cache"], where, "fingerprint")
+        helper.join()
+    assert code == 1
+    assert "cancelled by the user" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

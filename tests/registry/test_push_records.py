@@ -14,7 +14,7 @@ from mpkit.image.source import load_source
 from mpkit.image.types import Image
 from mpkit.registry import open_client, push_image
 from mpkit.registry.locations import BlobLocations
-from mpkit.registry.push import OPTIMISTIC_UPLOAD
+from mpkit.registry.push import OPTIMISTIC_UPLOAD, PushResult
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.registry import RegistryServer
 from tests.image.builders import make_oci_layout
@@ -39,19 +39,30 @@ def shared_layers() -> list[dict[str, bytes]]:
     ]
 
 
+def pushed(
+    proxy: FaultProxy, built: Image, repository: str, locations: BlobLocations
+) -> PushResult:
+    """push_image through *proxy* with a fresh client, as one mpkit command would."""
+    with open_client(proxy.host, anonymous=True, options=fast()) as client:
+        return push_image(client, built, ref(proxy.host, repository), locations=locations)
+
+
+@pytest.fixture
+def proxy(registry_open: RegistryServer, make_fault_proxy: MakeFaultProxy) -> FaultProxy:
+    """The session's open registry behind a proxy that counts (and can fail) requests."""
+    return make_fault_proxy(registry_open)
+
+
 @pytest.fixture
 def locations(tmp_path: Path) -> BlobLocations:
     return BlobLocations(tmp_path / "locations.db")
 
 
 def test_the_first_push_to_a_repository_checks_every_blob(
-    tmp_path: Path, registry_open: RegistryServer, make_fault_proxy: MakeFaultProxy,
-    locations: BlobLocations,
-) -> None:  # fmt: skip
-    proxy = make_fault_proxy(registry_open)
+    tmp_path: Path, proxy: FaultProxy, locations: BlobLocations
+) -> None:
     first = image(tmp_path, shared_layers())
-    with open_client(proxy.host, anonymous=True, options=fast()) as client:
-        result = push_image(client, first, ref(proxy.host, "records/first"), locations=locations)
+    result = pushed(proxy, first, "records/first", locations)
     assert proxy.count("HEAD", HEAD_BLOB) == len(first.blobs())
     assert result.stats.blobs_uploaded == len(first.blobs())
     assert set(locations.candidates(proxy.host, first.config.descriptor.digest, exclude="")) == {
@@ -60,14 +71,11 @@ def test_the_first_push_to_a_repository_checks_every_blob(
 
 
 def test_a_rebuild_pushes_only_its_new_blobs_without_asking_about_any(
-    tmp_path: Path, registry_open: RegistryServer, make_fault_proxy: MakeFaultProxy,
-    locations: BlobLocations,
-) -> None:  # fmt: skip
-    proxy = make_fault_proxy(registry_open)
+    tmp_path: Path, proxy: FaultProxy, locations: BlobLocations
+) -> None:
     layers = shared_layers()
     target = ref(proxy.host, "records/rebuild")
-    with open_client(proxy.host, anonymous=True, options=fast()) as client:
-        push_image(client, image(tmp_path, layers), target, locations=locations)
+    pushed(proxy, image(tmp_path, layers), target.path, locations)
     heads_before = proxy.count("HEAD", HEAD_BLOB)
 
     big = incompressible(OPTIMISTIC_UPLOAD + 64 * 1024, uuid.uuid4().hex)
@@ -84,26 +92,20 @@ def test_a_rebuild_pushes_only_its_new_blobs_without_asking_about_any(
 
 
 def test_a_repush_of_the_same_image_sends_only_the_manifest(
-    tmp_path: Path, registry_open: RegistryServer, make_fault_proxy: MakeFaultProxy,
-    locations: BlobLocations,
-) -> None:  # fmt: skip
-    proxy = make_fault_proxy(registry_open)
+    tmp_path: Path, proxy: FaultProxy, locations: BlobLocations
+) -> None:
     built = image(tmp_path, shared_layers())
-    with open_client(proxy.host, anonymous=True, options=fast()) as client:
-        first = push_image(client, built, ref(proxy.host, "records/same"), locations=locations)
+    first = pushed(proxy, built, "records/same", locations)
     before = len(proxy.seen)
-    with open_client(proxy.host, anonymous=True, options=fast()) as client:
-        again = push_image(client, built, ref(proxy.host, "records/same"), locations=locations)
+    again = pushed(proxy, built, "records/same", locations)
     assert again.digest == first.digest
     assert [r.method for r in proxy.seen[before:] if "/v2/records" in r.target] == ["PUT"]
     assert again.stats.blobs_skipped == len(built.blobs())
 
 
 def test_stale_records_cost_a_retry_not_a_broken_image(
-    tmp_path: Path, registry_open: RegistryServer, make_fault_proxy: MakeFaultProxy,
-    locations: BlobLocations,
-) -> None:  # fmt: skip
-    proxy = make_fault_proxy(registry_open)
+    tmp_path: Path, proxy: FaultProxy, locations: BlobLocations
+) -> None:
     built = image(tmp_path, shared_layers())
     digests = [b.descriptor.digest for b in built.blobs()]
     # The records say so, but the registry never got them (or collected them since).
@@ -119,10 +121,8 @@ def test_stale_records_cost_a_retry_not_a_broken_image(
 
 
 def test_a_refusal_that_is_not_about_blobs_is_not_retried(
-    tmp_path: Path, registry_open: RegistryServer, make_fault_proxy: MakeFaultProxy,
-    locations: BlobLocations,
-) -> None:  # fmt: skip
-    proxy = make_fault_proxy(registry_open)
+    tmp_path: Path, proxy: FaultProxy, locations: BlobLocations
+) -> None:
     built = image(tmp_path, shared_layers())
     locations.record(proxy.host, "records/denied", [b.descriptor.digest for b in built.blobs()])
     proxy.fail("PUT", MANIFEST, 403, times=None)

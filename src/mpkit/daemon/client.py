@@ -68,19 +68,25 @@ def run(prog: str, args: list[str], server: paths.ServerPaths, fingerprint: str)
     except OSError as exc:
         raise NotServed(f"no build server at {server.socket}: {exc.strerror}") from exc
     previous: dict[int, Any] = {}
+    forwarder = _Forwarder(sock)
     try:
+        # Handlers first: a Ctrl-C from now on is the command's, never a traceback here.
+        for name in FORWARDED_SIGNALS:
+            number = getattr(signals, name, None)
+            if number is not None:
+                previous[number] = signals.signal(number, forwarder)
         try:
             wire.send_with_fds(
                 sock, ("run", _command(prog, args, fingerprint)), _stdio_fds(),
                 sockets.SOL_SOCKET, sockets.SCM_RIGHTS,
             )  # fmt: skip
-        except OSError as exc:
+            return _wait(sock, forwarder)
+        except (OSError, NotServed) as exc:
+            if forwarder.pending:  # interrupted before anything ran: do not run it here
+                return cancelled(forwarder.pending[0])
+            if isinstance(exc, NotServed):
+                raise
             raise NotServed(f"the build server did not take the command: {exc}") from exc
-        for name in FORWARDED_SIGNALS:
-            number = getattr(signals, name, None)
-            if number is not None:
-                previous[number] = signals.signal(number, _forwarder(sock))
-        return _wait(sock)
     finally:
         for number, handler in previous.items():
             signals.signal(number, handler)
@@ -111,17 +117,41 @@ def _stdio_fds() -> list[int]:
     return fds
 
 
-def _forwarder(sock: Any) -> Any:
-    def forward(number: int, frame: object) -> None:
+def cancelled(number: int) -> int:
+    """Report a command stopped by a signal before it ran; its exit code (Ctrl-C: 1, as
+    the CLI exits when interrupted)."""
+    sys.stderr.write("error: cancelled by the user (Ctrl-C)\n")
+    return 1 if number == getattr(signals, "SIGINT", 2) else 128 + number
+
+
+class _Forwarder:
+    """Signal handler: passes signals on to the command once it runs; until then, keeps
+    them (the server reads nothing but the request before the command starts)."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.started = False
+        self.pending: list[int] = []
+
+    def __call__(self, number: int, frame: object) -> None:
+        if self.started:
+            self._send(number)
+        else:
+            self.pending.append(number)
+
+    def start(self) -> None:
+        self.started = True
+        for number in self.pending:
+            self._send(number)
+
+    def _send(self, number: int) -> None:
         try:
-            wire.send(sock, ("signal", number))
+            wire.send(self.sock, ("signal", number))
         except OSError:
             pass
 
-    return forward
 
-
-def _wait(sock: Any) -> int:
+def _wait(sock: Any, forwarder: _Forwarder) -> int:
     reader = wire.FrameReader()
     started = False
     while True:
@@ -138,6 +168,7 @@ def _wait(sock: Any) -> int:
             kind = message[0] if isinstance(message, tuple) and message else None
             if kind == "started":
                 started = True
+                forwarder.start()
             elif kind == "exit":
                 return int(message[1])  # type: ignore[index]
             elif kind == "stale":

@@ -355,12 +355,9 @@ class Server:
     # -- running jobs ----------------------------------------------------------------------
     def _from_client(self, job: Job) -> None:
         assert job.conn is not None
-        try:
-            data = job.conn.recv(4096)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(job.conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._client_gone(job)
             return
@@ -374,12 +371,9 @@ class Server:
         """The child's exit status, sent just before it exits: the client need not wait
         for the process teardown (tens of MB of private pages) and the reaping."""
         assert job.report is not None
-        try:
-            data = job.report.recv(4096)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(job.report)
+        if data is None:
             return
-        except OSError:
-            data = b""
         messages = wire.FrameReader().feed(data) if data else []
         self.selector.unregister(job.report)
         job.report.close()
@@ -479,6 +473,16 @@ def _read_request(conn: socket.socket) -> tuple[object, list[int]]:
             raise wire.ProtocolError("the request ended early")
         messages = reader.feed(chunk)
     return messages[0], fds
+
+
+def _receive(sock: socket.socket) -> bytes | None:
+    """What a non-blocking socket has: None if nothing yet, b"" at its end (or an error)."""
+    try:
+        return sock.recv(4096)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
 
 
 def _read_task(control: socket.socket) -> tuple[dict[str, object], list[int]]:
