@@ -66,7 +66,7 @@ def test_a_recent_tag_is_reused_and_pull_or_a_zero_window_sees_it_move(
     assert moved != first_base
     within = _build(cli, project)
     assert within["base"]["digest"] == first_base  # not asked: checked seconds ago
-    assert within["base"]["source"].startswith(f"{ref} (checked ")
+    assert within["base"]["source"].startswith(f"{ref}, checked ")
     assert within["digest"] == first["digest"]
 
     pulled = _build(cli, project, "--pull")

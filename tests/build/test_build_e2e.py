@@ -643,7 +643,7 @@ def test_cache_show_prune_and_offline_rebuild(
     # Within base_recheck_seconds of the last check, the registry is not asked at all.
     recent = build(cli, project, "--output", f"oci:{tmp_path}/recent")
     assert recent["digest"] == first["digest"]
-    assert recent["base"]["source"].endswith(" s ago)"), recent["base"]
+    assert recent["base"]["source"].endswith(" s ago"), recent["base"]
     # --pull asks it: unreachable, so the copy pulled earlier, with a warning.
     offline = build(cli, project, "--output", f"oci:{tmp_path}/offline", "--pull")
     assert offline["digest"] == first["digest"]

@@ -194,7 +194,7 @@ class BaseResolver:
             return None
         pinned = upstream.with_digest(manifest.digest)
         try:
-            base = self._load(name, pinned, f"{source} (checked {age:.0f} s ago)", manifest)
+            base = self._load(name, pinned, f"{source}, checked {age:.0f} s ago", manifest)
             origin = parse_reference(source)
         except (ImageFormatError, InvalidReferenceError, OSError, ValueError, KeyError):
             return None
