@@ -375,8 +375,7 @@ class Server:
         if data is None:
             return
         messages = wire.FrameReader().feed(data) if data else []
-        self.selector.unregister(job.report)
-        job.report.close()
+        self._drop(job.report)
         job.report = None
         for message in messages:
             if isinstance(message, tuple) and message[:1] == ("done",) and len(message) == 2:
@@ -398,12 +397,15 @@ class Server:
         job.kill_at = time.monotonic() + KILL_GRACE_SECONDS
 
     def _detach(self, job: Job) -> None:
-        if job.conn is None:
-            return
+        if job.conn is not None:
+            self._drop(job.conn)
+            job.conn = None
+
+    def _drop(self, sock: socket.socket) -> None:
+        """Stop watching *sock* (if it was watched) and close it."""
         with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(job.conn)
-        job.conn.close()
-        job.conn = None
+            self.selector.unregister(sock)
+        sock.close()
 
     def _reap(self) -> None:
         while True:
@@ -424,9 +426,8 @@ class Server:
                 code = 128 - code  # killed by a signal, as a shell reports it
             self._finish(job, code)  # unless the child reported already
             if job.report is not None:
-                with contextlib.suppress(KeyError, ValueError):
-                    self.selector.unregister(job.report)
-                job.report.close()
+                self._drop(job.report)
+                job.report = None
             self.last_activity = time.monotonic()
 
     def _spare_died(self, status: int) -> None:
