@@ -72,7 +72,6 @@ from _podman import (
 )
 
 # isort: split
-from tests.build.projects import DEFAULT_REQUIREMENTS, SDK_DOCKERFILE
 from tests.e2e.sdkproject import (
     KIND,
     PACK_NAME,
@@ -82,6 +81,7 @@ from tests.e2e.sdkproject import (
     write_sdk_project,
 )
 from tests.fixtures.registry import RegistryServer
+from tests.imagebuild.projects import DEFAULT_REQUIREMENTS, SDK_DOCKERFILE
 
 SECTION = "packbuild"
 REPOSITORY = "bench/adapter"

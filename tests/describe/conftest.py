@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from mpkit.build.builder import BuildRequest, BuildResult, build_image
+from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.project.load import load_project
 from mpkit.project.model import Project
 from mpkit.registry.transport import ClientOptions

@@ -14,10 +14,10 @@ import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
-from mpkit.build.builder import BuildRequest, build_image
 from mpkit.describe import adapter_definition, generate_describe
 from mpkit.describe.convert import parse_units
 from mpkit.describe.schema import describe_problems
+from mpkit.imagebuild.builder import BuildRequest, build_image
 from mpkit.init import InitOptions, create_project
 from mpkit.pack.writer import ImageLocation, build_pack
 from mpkit.project.load import load_project

@@ -2,7 +2,7 @@
 
 The project joins the pack tree of :mod:`tests.pack.projects` (manifest.txt as mp-init
 writes it, eula, icon, scripts, conf/, resources/, content/) with the SDK Dockerfile,
-``commands.cfg``, requirements and adapter code of :mod:`tests.build.projects`, so it
+``commands.cfg``, requirements and adapter code of :mod:`tests.imagebuild.projects`, so it
 builds, pushes and packs for real. :func:`expected_pack_entries` says, independently of
 the pack writer, which entries SPEC §5 puts into the pack and its adapter.zip;
 :func:`read_pack` unzips a pack for the comparison. The environment helpers give every
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.describe.schema import BUNDLED_SCHEMA
-from tests.build.projects import PURE_REQUIREMENT, make_sdk_project
 from tests.e2e.conftest import isolated_env
 from tests.fixtures.baseimage import SDK_REGISTRY
+from tests.imagebuild.projects import PURE_REQUIREMENT, make_sdk_project
 from tests.pack.projects import EMPTY_DIRS, KIND, PROJECT_FILES, sdk_manifest
 
 PACK_NAME = "MyAdapter_1.2.3.pak"

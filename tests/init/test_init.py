@@ -10,8 +10,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from mpkit.build.context import BuildContext
 from mpkit.errors import UsageError
+from mpkit.imagebuild.context import BuildContext
 from mpkit.init import InitOptions, adapter_kind_problem, create_project
 from mpkit.init.files import ADAPTER_LIBRARY, SDK_BASE_IMAGE
 from mpkit.project.load import load_project

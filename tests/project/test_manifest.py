@@ -41,7 +41,7 @@ def test_sdk_template_manifest_loads(tmp_path: Path) -> None:
 
 
 def test_minimal_manifest_loads(tmp_path: Path) -> None:
-    """Only the required keys: what tests/build and hand-written projects use."""
+    """Only the required keys: what tests/imagebuild and hand-written projects use."""
     minimal = {
         "display_name": "Mini",
         "name": "iSDK_Mini",

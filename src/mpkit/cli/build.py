@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mpkit.build.builder import ENGINE_CHOICES, BuildRequest, BuildResult, build_image
 from mpkit.cli.common import (
     add_pull_option,
     add_remote_options,
@@ -22,6 +21,7 @@ from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.cache import default_cache_dir
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.source import parse_source
+from mpkit.imagebuild.builder import ENGINE_CHOICES, BuildRequest, BuildResult, build_image
 from mpkit.registry import blob_locations, open_client, push_image
 from mpkit.settings import load_settings
 

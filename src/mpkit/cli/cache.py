@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from mpkit.build.cachedir import prune, summarize
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output, human_size
 from mpkit.image.cache import default_cache_dir
+from mpkit.imagebuild.cachedir import prune, summarize
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

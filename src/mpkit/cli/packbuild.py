@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mpkit.build.builder import ENGINE_CHOICES
 from mpkit.cli.common import (
     add_output_options,
     add_pull_option,
@@ -19,6 +18,7 @@ from mpkit.cli.output import Output, human_size
 from mpkit.cli.prompts import TerminalPrompter
 from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, env_credential
 from mpkit.errors import MpkitError, UsageError
+from mpkit.imagebuild.builder import ENGINE_CHOICES
 from mpkit.project.globalconfig import find_project, load_global_config, no_project_error
 from mpkit.settings import load_settings
 from mpkit.workflow.packbuild import PackBuildOptions, build_pack_flow

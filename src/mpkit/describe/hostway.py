@@ -21,11 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mpkit.build.basefs import LayeredFilesystem
-from mpkit.build.fsview import normpath
-from mpkit.build.target import ARCHITECTURES, PythonTarget, TargetError, detect_target, parse_env
 from mpkit.describe.imagefs import HostPython, compiled_problem, extract_paths
 from mpkit.image.types import Image
+from mpkit.imagebuild.basefs import LayeredFilesystem
+from mpkit.imagebuild.fsview import normpath
+from mpkit.imagebuild.target import (
+    ARCHITECTURES,
+    PythonTarget,
+    TargetError,
+    detect_target,
+    parse_env,
+)
 
 PYTHON_NAME = re.compile(r"^python[0-9.]*$")
 IMAGE_LOG_DIR = "/var/log"

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpkit.build.fsview import normpath
 from mpkit.errors import ImageFormatError
 from mpkit.image.types import Blob
+from mpkit.imagebuild.fsview import normpath
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"

@@ -17,10 +17,10 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from mpkit.build.engine import engine_environment, installed_engines
 from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Image
+from mpkit.imagebuild.engine import engine_environment, installed_engines
 from mpkit.reference import is_loopback_host, parse_reference
 from mpkit.verify.engine import RUN_ENGINES
 

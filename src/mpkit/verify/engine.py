@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpkit.build.engine import installed_engines
 from mpkit.errors import AccessDeniedError, MpkitError, NotFoundError
+from mpkit.imagebuild.engine import installed_engines
 
 RUN_ENGINES = ("podman", "docker")  # engines that run containers (buildah only builds)
 ENGINE_CHOICES = ("auto", *RUN_ENGINES)

@@ -36,7 +36,7 @@ def build_log(path: Path, secrets: list[str]) -> Iterator[logging.Logger]:
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
     try:
-        yield logging.getLogger("mpkit.build")
+        yield logging.getLogger("mpkit.imagebuild")
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpkit.build.builder import BuildRequest, BuildResult, build_image
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
 from mpkit.describe import check_static_describe, describe_for_build
 from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
+from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.pack.writer import ImageLocation, build_pack
 from mpkit.project.globalconfig import remember_project
 from mpkit.project.load import load_project, save_container_repository
@@ -35,7 +35,7 @@ from mpkit.workflow.access import Targets, choose_targets, connect_for_push
 from mpkit.workflow.buildlog import build_log
 from mpkit.workflow.interaction import Prompter, Reporter
 
-log = logging.getLogger("mpkit.build")
+log = logging.getLogger("mpkit.imagebuild")
 TAG_DIGEST_CHARS = 12
 
 

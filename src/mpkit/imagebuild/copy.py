@@ -32,7 +32,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpkit.build.context import (
+from mpkit.image.layerwriter import LayerEntry
+from mpkit.imagebuild.context import (
     BuildContext,
     ContextError,
     ContextFile,
@@ -41,10 +42,9 @@ from mpkit.build.context import (
     go_clean,
     has_wildcards,
 )
-from mpkit.build.dockerfile import DockerfileError, Instruction, NeedsEngineError
-from mpkit.build.fsview import FileInfo, FilesystemView, normpath, resolve
-from mpkit.build.shellwords import expand
-from mpkit.image.layerwriter import LayerEntry
+from mpkit.imagebuild.dockerfile import DockerfileError, Instruction, NeedsEngineError
+from mpkit.imagebuild.fsview import FileInfo, FilesystemView, normpath, resolve
+from mpkit.imagebuild.shellwords import expand
 
 CREATED_DIR_MODE = 0o755
 MAX_USER_FILE_BYTES = 10 << 20  # BuildKit reads at most 10 MiB of /etc/passwd

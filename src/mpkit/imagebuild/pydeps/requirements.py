@@ -9,10 +9,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpkit.build.fsview import FilesystemView, normpath, resolve, stat
-from mpkit.build.piprun import PipInstall
-from mpkit.build.pydeps.errors import DependencyError
-from mpkit.build.target import PythonTarget, canonical_name
+from mpkit.imagebuild.fsview import FilesystemView, normpath, resolve, stat
+from mpkit.imagebuild.piprun import PipInstall
+from mpkit.imagebuild.pydeps.errors import DependencyError
+from mpkit.imagebuild.target import PythonTarget, canonical_name
 
 READ_LIMIT = 16 << 20
 _REQ_FILE_OPTION = re.compile(r"^(-r|--requirement|-c|--constraint)(?:[= ]\s*|(?<=-[rc]))(\S+)")

@@ -13,9 +13,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from mpkit.build import marshalfile
-from mpkit.build.target import PythonTarget
 from mpkit.image.layerwriter import LayerEntry
+from mpkit.imagebuild import marshalfile
+from mpkit.imagebuild.target import PythonTarget
 
 MAPPING_FORMAT = 1  # bump when map_staging's result for the same inputs changes
 _KIND = b"mpkit-mapped"

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mpkit.build.base import BaseImage
 from mpkit.image import mediatypes
 from mpkit.image.types import Blob, Image, Layer, Platform
+from mpkit.imagebuild.base import BaseImage
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"

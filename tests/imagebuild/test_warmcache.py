@@ -10,26 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.build import base, pydeps
-from mpkit.build.copy import OverlayView
-from mpkit.build.fsview import FileInfo, MemoryFilesystem
-from mpkit.build.layerstore import LayerStore
-from mpkit.build.pydeps import DependencyLayer, uvrun
-from mpkit.build.pydeps.mapcache import load_mapping, mapping_path, save_mapping
-from mpkit.build.target import PythonTarget, detect_target
-from mpkit.build.targetcache import detect_target_cached, from_plain, to_plain
 from mpkit.image import mediatypes
 from mpkit.image.layerwriter import LayerEntry
+from mpkit.imagebuild import base, pydeps
+from mpkit.imagebuild.copy import OverlayView
+from mpkit.imagebuild.fsview import FileInfo, MemoryFilesystem
+from mpkit.imagebuild.layerstore import LayerStore
+from mpkit.imagebuild.pydeps import DependencyLayer, uvrun
+from mpkit.imagebuild.pydeps.mapcache import load_mapping, mapping_path, save_mapping
+from mpkit.imagebuild.target import PythonTarget, detect_target
+from mpkit.imagebuild.targetcache import detect_target_cached, from_plain, to_plain
 from mpkit.reference import parse_reference
 from mpkit.registry.locations import BlobLocations
-from tests.build.test_pydeps import (
+from tests.imagebuild.test_pydeps import (
     BIN,
     SITE,
     base_with_demo_09,
     debian_base,
     install_offline,
 )
-from tests.build.test_target import alpine, bookworm, config, python_slim
+from tests.imagebuild.test_target import alpine, bookworm, config, python_slim
 
 UPGRADE = "pip3 install --no-index --upgrade demo-pkg"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.build.context import (
+from mpkit.imagebuild.context import (
     BuildContext,
     ContextError,
     PatternMatcher,

@@ -23,15 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpkit.build.fsview import FilesystemView
-from mpkit.build.piprun import PipInstall
-from mpkit.build.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
-from mpkit.build.pydeps.mapcache import load_mapping, mapping_path, save_mapping
-from mpkit.build.pydeps.requirements import collect_inputs, index_options, truthy
-from mpkit.build.pydeps.staging import map_staging
-from mpkit.build.pydeps.uvrun import cache_key, run_uv, staged, uv_binary, uv_python_platform
-from mpkit.build.target import PythonTarget
 from mpkit.image.layerwriter import LayerEntry
+from mpkit.imagebuild.fsview import FilesystemView
+from mpkit.imagebuild.piprun import PipInstall
+from mpkit.imagebuild.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
+from mpkit.imagebuild.pydeps.mapcache import load_mapping, mapping_path, save_mapping
+from mpkit.imagebuild.pydeps.requirements import collect_inputs, index_options, truthy
+from mpkit.imagebuild.pydeps.staging import map_staging
+from mpkit.imagebuild.pydeps.uvrun import cache_key, run_uv, staged, uv_binary, uv_python_platform
+from mpkit.imagebuild.target import PythonTarget
 
 __all__ = [
     "DependencyError",

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from mpkit.build import marshalfile
-from mpkit.build.fsview import FileInfo, FileKind, normpath
 from mpkit.errors import ImageFormatError
 from mpkit.image._fs import atomic_write_bytes
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Blob
+from mpkit.imagebuild import marshalfile
+from mpkit.imagebuild.fsview import FileInfo, FileKind, normpath
 
 INDEX_VERSION = 1
 MERGED_VERSION = 1  # bump when the merged view's format or semantics change

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from mpkit import __version__
-from mpkit.build import marshalfile
-from mpkit.build.fsview import FilesystemView
-from mpkit.build.target import (
+from mpkit.imagebuild import marshalfile
+from mpkit.imagebuild.fsview import FilesystemView
+from mpkit.imagebuild.target import (
     ImageUser,
     InstalledDistribution,
     InstallScheme,

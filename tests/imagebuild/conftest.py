@@ -25,7 +25,7 @@ Listing = dict[str, tuple[str, int, int, int, str]]
 def wheelhouse(tmp_path: Path) -> Path:
     """Local wheels: demo-pkg 1.0 (needs demo-dep>=1, has a console script), demo-dep 1.0
     and 2.0, other-pkg 1.0."""
-    from tests.build.test_pydeps import make_wheel
+    from tests.imagebuild.test_pydeps import make_wheel
 
     house = tmp_path / "wheelhouse"
     house.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mpkit.build.piprun import PipInstall, parse_pip_run, redact_url
+from mpkit.imagebuild.piprun import PipInstall, parse_pip_run, redact_url
 
 ACCEPTED: list[tuple[str | list[str], dict[str, object]]] = [
     ("pip install six", {"launcher": ("pip",), "specs": ("six",)}),

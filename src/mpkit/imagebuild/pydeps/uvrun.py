@@ -16,11 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from mpkit import __version__
-from mpkit.build.piprun import PipInstall, redact_url
-from mpkit.build.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
-from mpkit.build.pydeps.requirements import IndexOptions, Inputs, rebase_references
-from mpkit.build.target import PythonTarget
 from mpkit.image._fs import atomic_write_bytes
+from mpkit.imagebuild.piprun import PipInstall, redact_url
+from mpkit.imagebuild.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
+from mpkit.imagebuild.pydeps.requirements import IndexOptions, Inputs, rebase_references
+from mpkit.imagebuild.target import PythonTarget
 
 CACHE_FORMAT = 1
 STUB_INSTALLER = b"mpkit-base-image\n"  # marks stub dist-infos planted for the base's dists

@@ -6,18 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpkit.build.base import BaseImage, BaseResolver, base_reference, mirror_candidates
-from mpkit.build.context import BuildContext
-from mpkit.build.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
-from mpkit.build.engine import EngineError, engine_build, find_engine
-from mpkit.build.layerstore import LayerStore
-from mpkit.build.native import NativeBuild, StepReport, check_native
-from mpkit.build.stage import StageEvaluator
 from mpkit.errors import ConfigError
 from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import source_date_epoch
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Image, Platform
+from mpkit.imagebuild.base import BaseImage, BaseResolver, base_reference, mirror_candidates
+from mpkit.imagebuild.context import BuildContext
+from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
+from mpkit.imagebuild.engine import EngineError, engine_build, find_engine
+from mpkit.imagebuild.layerstore import LayerStore
+from mpkit.imagebuild.native import NativeBuild, StepReport, check_native
+from mpkit.imagebuild.stage import StageEvaluator
 from mpkit.reference import is_loopback_host
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mpkit.build.fsview import FileInfo, MemoryFilesystem
-from mpkit.build.target import (
+from mpkit.imagebuild.fsview import FileInfo, MemoryFilesystem
+from mpkit.imagebuild.target import (
     TargetError,
     canonical_name,
     detect_target,

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.build.context import BuildContext, ContextError
-from mpkit.build.copy import OverlayView, UserDB, plan_copy, plan_workdir
-from mpkit.build.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
-from mpkit.build.fsview import FileInfo, FilesystemView, MemoryFilesystem
-from mpkit.build.stage import ImageConfig, StageEvaluator
 from mpkit.image.layerwriter import LayerEntry, write_layer
-from tests.build.conftest import Listing, MiniPodman
+from mpkit.imagebuild.context import BuildContext, ContextError
+from mpkit.imagebuild.copy import OverlayView, UserDB, plan_copy, plan_workdir
+from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
+from mpkit.imagebuild.fsview import FileInfo, FilesystemView, MemoryFilesystem
+from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
+from tests.imagebuild.conftest import Listing, MiniPodman
 
 USER = "aria-ops-adapter-user"
 APP_DIR = f"/home/{USER}/src/app"

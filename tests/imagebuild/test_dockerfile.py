@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mpkit.build.dockerfile import (
+from mpkit.imagebuild.dockerfile import (
     DockerfileError,
     Instruction,
     NeedsEngineError,
     parse_dockerfile,
     parse_duration,
 )
-from mpkit.build.shellwords import expand, expand_words
-from mpkit.build.stage import ImageConfig, StageEvaluator
+from mpkit.imagebuild.shellwords import expand, expand_words
+from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
 
 
 def instructions(text: str) -> list[Instruction]:

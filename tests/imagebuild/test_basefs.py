@@ -11,11 +11,11 @@ from typing import BinaryIO
 
 import pytest
 
-from mpkit.build import marshalfile
-from mpkit.build.basefs import MERGED_VERSION, LayeredFilesystem, merged_view_path
-from mpkit.build.fsview import FileInfo
 from mpkit.image import mediatypes
 from mpkit.image.types import Blob, Descriptor
+from mpkit.imagebuild import marshalfile
+from mpkit.imagebuild.basefs import MERGED_VERSION, LayeredFilesystem, merged_view_path
+from mpkit.imagebuild.fsview import FileInfo
 
 Member = tuple[str, str, int, bytes | str]  # name, kind, mode, content or link target
 

@@ -29,16 +29,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.build.projects import (
-    COMPILED_REQUIREMENT,
-    DEFAULT_REQUIREMENTS,
-    GREETING_LINE,
-    PIP_LINE,
-    PURE_REQUIREMENT,
-    SDK_BASE,
-    SDK_DOCKERFILE,
-    make_sdk_project,
-)
 from tests.e2e.conftest import CommandResult, Mpkit, isolated_env
 from tests.fixtures.baseimage import (
     HOME,
@@ -55,6 +45,16 @@ from tests.fixtures.podman import Podman
 from tests.fixtures.procs import free_port
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.skopeo import Skopeo
+from tests.imagebuild.projects import (
+    COMPILED_REQUIREMENT,
+    DEFAULT_REQUIREMENTS,
+    GREETING_LINE,
+    PIP_LINE,
+    PURE_REQUIREMENT,
+    SDK_BASE,
+    SDK_DOCKERFILE,
+    make_sdk_project,
+)
 
 MakeRegistry = Callable[..., RegistryServer]
 

@@ -14,21 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpkit.build.assemble import HistoryStep, assemble_image, base_labels
-from mpkit.build.base import BaseImage
-from mpkit.build.basefs import LayeredFilesystem
-from mpkit.build.context import BuildContext
-from mpkit.build.copy import OverlayView, plan_copy, plan_workdir
-from mpkit.build.dockerfile import Dockerfile, Instruction, NeedsEngineError
-from mpkit.build.fsview import FilesystemView, normpath
-from mpkit.build.layerstore import LayerStore
-from mpkit.build.piprun import parse_pip_run
-from mpkit.build.pydeps import install_requirements
-from mpkit.build.stage import ImageConfig, StageEvaluator
-from mpkit.build.targetcache import detect_target_cached
 from mpkit.image import mediatypes
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.image.types import Image, Layer, Platform
+from mpkit.imagebuild.assemble import HistoryStep, assemble_image, base_labels
+from mpkit.imagebuild.base import BaseImage
+from mpkit.imagebuild.basefs import LayeredFilesystem
+from mpkit.imagebuild.context import BuildContext
+from mpkit.imagebuild.copy import OverlayView, plan_copy, plan_workdir
+from mpkit.imagebuild.dockerfile import Dockerfile, Instruction, NeedsEngineError
+from mpkit.imagebuild.fsview import FilesystemView, normpath
+from mpkit.imagebuild.layerstore import LayerStore
+from mpkit.imagebuild.piprun import parse_pip_run
+from mpkit.imagebuild.pydeps import install_requirements
+from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
+from mpkit.imagebuild.targetcache import detect_target_cached
 
 LAYER_FORMAT = 2  # bump when the layers built from the same inputs change (cache keys)
 # Config keys the Dockerfile instructions own; every other key of the base's config

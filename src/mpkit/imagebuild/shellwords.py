@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from mpkit.build.dockerfile import DockerfileError
+from mpkit.imagebuild.dockerfile import DockerfileError
 
 
 class _ExpansionError(Exception):

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mpkit.build.fsview import FilesystemView, normpath, resolve, stat
 from mpkit.errors import MpkitError
+from mpkit.imagebuild.fsview import FilesystemView, normpath, resolve, stat
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # podman's default
 DEFAULT_LAUNCHERS = (("pip3",), ("pip",), ("python3",), ("python",))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mpkit.build.dockerfile import (
+from mpkit.imagebuild.dockerfile import (
     Dockerfile,
     DockerfileError,
     Instruction,
@@ -21,7 +21,7 @@ from mpkit.build.dockerfile import (
     arg_pairs,
     parse_healthcheck,
 )
-from mpkit.build.shellwords import expand, expand_words
+from mpkit.imagebuild.shellwords import expand, expand_words
 
 DEFAULT_PLATFORM = "linux/amd64"
 DEFAULT_SHELL = ("/bin/sh", "-c")

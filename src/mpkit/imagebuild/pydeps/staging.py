@@ -12,12 +12,12 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from mpkit.build.fsview import FilesystemView, normpath, resolve, stat
-from mpkit.build.pydeps.requirements import READ_LIMIT
-from mpkit.build.pydeps.scripts import pip_script, rewrite_shebang, script_specs
-from mpkit.build.pydeps.uvrun import STUB_INSTALLER
-from mpkit.build.target import PythonTarget, canonical_name
 from mpkit.image.layerwriter import LayerEntry
+from mpkit.imagebuild.fsview import FilesystemView, normpath, resolve, stat
+from mpkit.imagebuild.pydeps.requirements import READ_LIMIT
+from mpkit.imagebuild.pydeps.scripts import pip_script, rewrite_shebang, script_specs
+from mpkit.imagebuild.pydeps.uvrun import STUB_INSTALLER
+from mpkit.imagebuild.target import PythonTarget, canonical_name
 
 _UV_BOOKKEEPING = {"uv_cache.json", "uv_build.json"}
 _DATA_ROOTS = {"share", "etc", "include"}  # where uv --target puts a wheel's .data/

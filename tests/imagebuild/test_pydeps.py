@@ -22,19 +22,19 @@ from typing import Any
 
 import pytest
 
-from mpkit.build.fsview import FileInfo, MemoryFilesystem
-from mpkit.build.piprun import PipInstall, parse_pip_run
-from mpkit.build.pydeps import (
+from mpkit.image.layerwriter import LayerEntry, write_layer
+from mpkit.imagebuild.fsview import FileInfo, MemoryFilesystem
+from mpkit.imagebuild.piprun import PipInstall, parse_pip_run
+from mpkit.imagebuild.pydeps import (
     DependencyError,
     DependencyLayer,
     NoWheelError,
     PackageIndexError,
     install_requirements,
 )
-from mpkit.build.pydeps.scripts import pip_script, pip_shebang, rewrite_shebang, script_specs
-from mpkit.build.pydeps.uvrun import _failure, uv_python_platform, wheel_platform_tag
-from mpkit.build.target import PythonTarget, detect_target
-from mpkit.image.layerwriter import LayerEntry, write_layer
+from mpkit.imagebuild.pydeps.scripts import pip_script, pip_shebang, rewrite_shebang, script_specs
+from mpkit.imagebuild.pydeps.uvrun import _failure, uv_python_platform, wheel_platform_tag
+from mpkit.imagebuild.target import PythonTarget, detect_target
 from tests.fixtures.tools import in_ci
 
 USER = "aria-ops-adapter-user"
