@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mpkit.childenv import child_environment
 from mpkit.errors import CredentialError
 
 from .types import KIND_REGISTRY_TOKEN, Credential, redact
@@ -124,7 +125,7 @@ class CredentialHelper:
                 input=stdin,
                 capture_output=True,
                 timeout=self.timeout,
-                env=None if self.environ is None else dict(self.environ),
+                env=child_environment(self.environ),
                 check=False,
             )
         except subprocess.TimeoutExpired:

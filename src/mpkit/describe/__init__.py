@@ -25,8 +25,8 @@ from mpkit.describe.generate import (
 )
 from mpkit.describe.schema import schema_for, validate_describe
 from mpkit.image.types import Image
+from mpkit.interaction import Prompter
 from mpkit.project.model import Project
-from mpkit.workflow.interaction import Prompter
 
 __all__ = [
     "AdapterDefinitionError",

@@ -23,10 +23,10 @@ from mpkit.describe.errors import AdapterKindMismatchError, DescribeError
 from mpkit.describe.fragments import merge_fragments
 from mpkit.describe.names import NameKeys
 from mpkit.describe.schema import schema_for, validate_describe
+from mpkit.interaction import Prompter
 from mpkit.jsonfile import write_json_atomic
 from mpkit.project.load import MANIFEST_NAME, load_project
 from mpkit.project.model import Project
-from mpkit.workflow.interaction import Prompter
 
 INDENT = "  "
 

@@ -6,7 +6,6 @@ are gzipped deterministically (cached by diff_id) and mpkit's own client pushes 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from mpkit.childenv import child_environment
 from mpkit.errors import MpkitError
 from mpkit.image.archive import read_docker_archive
 from mpkit.image.cache import LayerCache
@@ -51,7 +51,7 @@ def engine_environment() -> dict[str, str]:
     config.json ("stat …/config.json: no such file or directory"); such a directory holds
     no credentials anyway, so leave the variable out.
     """
-    env = dict(os.environ)
+    env = child_environment()
     docker_config = env.get("DOCKER_CONFIG")
     if docker_config and not (Path(docker_config) / "config.json").exists():
         del env["DOCKER_CONFIG"]

@@ -17,6 +17,7 @@ from mpkit.errors import (
     RetriesExhaustedError,
     UsageError,
 )
+from mpkit.interaction import Prompter, Reporter
 from mpkit.project.model import GlobalConfig, Project
 from mpkit.project.registry import default_repository, pull_repository, push_repository
 from mpkit.reference import Repository, is_loopback_host, parse_repository, split_host_port
@@ -24,7 +25,6 @@ from mpkit.registry import RegistryClient, open_client
 from mpkit.registry.transport import ClientOptions
 from mpkit.server import ensure_running
 from mpkit.server.config import default_root
-from mpkit.workflow.interaction import Prompter, Reporter
 
 REGISTRY_EXAMPLES = (
     "  Harbor:      harbor.example.com/my-project/my-adapter\n"

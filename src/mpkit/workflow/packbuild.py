@@ -20,6 +20,7 @@ from mpkit.describe import check_static_describe, describe_for_build
 from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
+from mpkit.interaction import Prompter, Reporter
 from mpkit.pack.writer import ImageLocation, build_pack
 from mpkit.project.globalconfig import remember_project
 from mpkit.project.load import load_project, save_container_repository
@@ -33,7 +34,6 @@ from mpkit.settings import Settings
 from mpkit.verify import VerifyReport, verify_pack
 from mpkit.workflow.access import Targets, choose_targets, connect_for_push
 from mpkit.workflow.buildlog import build_log
-from mpkit.workflow.interaction import Prompter, Reporter
 
 log = logging.getLogger("mpkit.imagebuild")
 TAG_DIGEST_CHARS = 12

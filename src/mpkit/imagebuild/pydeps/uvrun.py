@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mpkit import __version__
+from mpkit.childenv import child_environment
 from mpkit.image._fs import atomic_write_bytes
 from mpkit.imagebuild.piprun import PipInstall, redact_url
 from mpkit.imagebuild.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
@@ -321,7 +321,9 @@ def _uv_argv(
 def _uv_env(index: IndexOptions, wheelhouse: Path | None) -> dict[str, str]:
     """The host's environment without uv settings that would change the result; index
     URLs travel here, not in argv, because they may carry credentials."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in _UV_ENV_KEEP}
+    env = {
+        k: v for k, v in child_environment().items() if not k.startswith("UV_") or k in _UV_ENV_KEEP
+    }
     if "UV_SYSTEM_CERTS" not in env and "UV_NATIVE_TLS" not in env:
         # TLS through the machine's CA store; UV_SYSTEM_CERTS replaced UV_NATIVE_TLS in 0.11.
         version = tuple(int(p) for p in re.findall(r"\d+", uv_version())[:2])
