@@ -41,6 +41,7 @@ __all__ = [
     "fix_manifest_adapter_kind",
     "generate_describe",
     "offer_manifest_fix",
+    "own_describe",
 ]
 
 
@@ -73,10 +74,9 @@ def describe_for_build(
     An adapter-kind mismatch with manifest.txt is offered for fixing on a terminal
     (*prompter*), and otherwise raised with the fix named.
     """
-    static = project.root / "conf" / "describe.xml"
-    if static.is_file():
-        project = check_static_describe(project, static, prompter)
-        return BuildDescribe(project, None, None, DEFAULT_API_VERSION, None)
+    own = own_describe(project, prompter)
+    if own is not None:
+        return own
     result = adapter_definition(
         project, image, engine=engine, way=way, pushed_reference=pushed_reference,
         insecure_registries=insecure_registries, cache_dir=cache_dir, log=log,
@@ -95,6 +95,16 @@ def describe_for_build(
             result.definition, project, units=result.units, log=log
         )
     return BuildDescribe(project, describe_xml, properties, result.api_version, result)
+
+
+def own_describe(project: Project, prompter: Prompter | None = None) -> BuildDescribe | None:
+    """The project's own conf/describe.xml, checked (schema, adapter kind), or None when it
+    ships none. A build calls this before the long image build, to fail fast."""
+    path = project.root / "conf" / "describe.xml"
+    if not path.is_file():
+        return None
+    project = check_static_describe(project, path, prompter)
+    return BuildDescribe(project, None, None, DEFAULT_API_VERSION, None)
 
 
 def check_static_describe(project: Project, path: Path, prompter: Prompter | None) -> Project:

@@ -16,7 +16,7 @@ from typing import Any
 
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
-from mpkit.describe import check_static_describe, describe_for_build
+from mpkit.describe import describe_for_build, own_describe
 from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
@@ -107,9 +107,9 @@ def build_pack_flow(
     started = time.monotonic()
     project = load_project(options.project)
     ask = prompter if prompter.interactive else None
-    static_describe = project.root / "conf" / "describe.xml"
-    if static_describe.is_file():  # fail fast: before the long build, not after the push
-        project = check_static_describe(project, static_describe, ask)
+    own = own_describe(project, ask)  # fail fast: before the long build, not after the push
+    if own is not None:
+        project = own.project
     secrets = list(options.credential.secrets) if options.credential else []
     with build_log(project.root / "logs" / "build.log", secrets):
         log.info("building %s (%s %s)", project.root, project.manifest.name,
@@ -146,7 +146,7 @@ def build_pack_flow(
         warnings = _docker_hub_allowance(targets.pull, digest, options.client_options)
         for warning in warnings:
             reporter.warn(warning)
-        described = describe_for_build(
+        described = own or describe_for_build(
             project, result.image,
             prompter=ask,
             engine=options.engine if options.engine != "none" else None,
