@@ -1,4 +1,4 @@
-"""describe.xml from the adapter's own definition (issue #7).
+"""describe.xml from the adapter's own definition.
 
 Most SDK projects ship no conf/describe.xml: the build asks the adapter for its
 definition (:func:`adapter_definition`, in the image or on the host) and turns it into
@@ -24,6 +24,7 @@ from mpkit.describe.generate import (
     offer_manifest_fix,
 )
 from mpkit.describe.schema import schema_for, validate_describe
+from mpkit.engine import EngineChoice
 from mpkit.image.types import Image
 from mpkit.interaction import Prompter
 from mpkit.project.model import Project
@@ -62,7 +63,7 @@ def describe_for_build(
     image: Image,
     *,
     prompter: Prompter | None = None,
-    engine: str | None = "auto",
+    engine: EngineChoice = EngineChoice.AUTO,
     way: str = "auto",
     pushed_reference: str | None = None,
     insecure_registries: Collection[str] = (),

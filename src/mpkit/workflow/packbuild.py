@@ -17,6 +17,7 @@ from typing import Any
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
 from mpkit.describe import describe_for_build, own_describe
+from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
@@ -52,7 +53,7 @@ class PackBuildOptions:
     credential: Credential | None = None  # from flags / stdin / environment
     insecure_collector: bool = False
     verify: bool = True  # run the cloud proxy's checks on the finished pack
-    engine: str = "auto"
+    engine: EngineChoice = EngineChoice.AUTO
     pull: bool = False  # re-check the base image's tag now (--pull)
     wheelhouse: Path | None = None
 
@@ -149,7 +150,8 @@ def build_pack_flow(
         described = own or describe_for_build(
             project, result.image,
             prompter=ask,
-            engine=options.engine if options.engine != "none" else None,
+            # --engine none is about building; describing still runs the image when it can.
+            engine=EngineChoice.AUTO if options.engine is EngineChoice.NONE else options.engine,
             pushed_reference=str(pushed.reference),
             insecure_registries=options.client_options.insecure_registries,
             cache_dir=default_cache_dir(), log=_both(reporter),
