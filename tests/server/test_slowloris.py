@@ -7,7 +7,6 @@ import json
 import socket
 import threading
 from pathlib import Path
-from types import TracebackType
 
 from mpkit.server.config import DEFAULT_MAX_CONNECTIONS
 from mpkit.server.server import wait_until
@@ -73,12 +72,7 @@ class Slowloris:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
         for sock in self._sockets:

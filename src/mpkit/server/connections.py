@@ -82,9 +82,7 @@ class Connection:
         """How long the next read may wait for the client, in seconds."""
         if self.phase is Phase.BUSY:
             return self._body_budget
-        limit = (
-            self.config.header_timeout if self.phase is Phase.HEAD else self.config.idle_timeout
-        )
+        limit = self.config.header_timeout if self.phase is Phase.HEAD else self.config.idle_timeout
         return self.since + limit - self.clock()
 
     def received(self, count: int, waited: float) -> None:
