@@ -187,9 +187,14 @@ def test_connections_serving_requests_are_never_evicted(make_server: MakeServer)
     blob = os.urandom(16 * 1024 * 1024)  # far more than the socket buffers hold
     with client(server.url) as http:
         digest = push_blob(http, "big", blob)
-    downloads = [connect(server, receive_buffer=64 * 1024) for _ in range(2)]
+    assert server.httpd is not None
+    connections = server.httpd.connections
+    assert wait_until(lambda: len(connections) == 0, PATIENCE)  # the push's connection ended
+    downloads: list[socket.socket] = []
     try:
-        for sock in downloads:
+        for _ in range(2):
+            sock = connect(server, receive_buffer=64 * 1024)
+            downloads.append(sock)
             sock.sendall(f"GET /v2/big/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             assert response_to(sock, "GET").status == 200  # then we stop reading
         with client(server.url) as http:
