@@ -13,12 +13,14 @@ import select
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from mpkit.server import Server
 from mpkit.server.server import wait_until
+from tests.fixtures.certs import issue_server_cert, make_ca
 from tests.server.conftest import MakeServer
 from tests.server.helpers import client, error_codes, push_blob, sha256
 
@@ -94,6 +96,16 @@ def test_a_request_head_trickled_line_by_line_is_cut_off(make_server: MakeServer
         assert trickle_until_closed(sock, header_lines(), every=0.1) == b""
     with client(server.url) as http:
         assert http.get("/v2/").status_code == 200
+
+
+def test_a_tls_handshake_trickled_byte_by_byte_is_cut_off(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    cert = issue_server_cert(make_ca(tmp_path / "pki"), tmp_path / "pki")
+    server = make_server(tls_cert=cert.cert_path, tls_key=cert.key_path, header_timeout=1.0)
+    hello = itertools.chain([b"\x16\x03\x01\x02\x00"], itertools.repeat(b"\x01"))
+    with connect(server) as sock:  # a ClientHello record header, then a byte every 0.1 s
+        assert trickle_until_closed(sock, hello, every=0.1) == b""
 
 
 def test_a_connection_that_sends_nothing_is_cut_off(make_server: MakeServer) -> None:

@@ -98,7 +98,7 @@ class Connection:
 
     @property
     def inside_head(self) -> bool:
-        """Part of a request head has arrived, but not all of it."""
+        """Bytes of a request head have arrived, and the request has not been served yet."""
         return self.phase is Phase.HEAD and self._head_bytes > 0
 
     def timeout(self) -> TimeoutError:
