@@ -54,6 +54,8 @@ def alive(pid: int) -> bool:
         (["--addr", "nonsense"], "has no port"),
         (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together"),
         (["--htpasswd", "/nonexistent/htpasswd"], "no such file"),
+        (["--header-timeout", "0"], "--header-timeout must be a positive number"),
+        (["--min-body-rate", "-1"], "--min-body-rate must be zero or more bytes/s"),
     ],
 )
 def test_unsafe_or_incomplete_settings_are_usage_errors(

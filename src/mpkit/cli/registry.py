@@ -13,6 +13,11 @@ from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
 from mpkit.server.config import (
     DEFAULT_ADDR,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MIN_BODY_RATE,
     DEFAULT_UPLOAD_TTL,
     LOG_FILE,
     ServerConfig,
@@ -75,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="delete unfinished uploads idle this long (default one day)",
     )
+    _add_connection_limits(serve)
     add_output_options(serve)
     serve.set_defaults(handler=cmd_serve)
 
@@ -87,6 +93,51 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_root(halt)
     add_output_options(halt)
     halt.set_defaults(handler=cmd_stop)
+
+
+def _add_connection_limits(parser: argparse.ArgumentParser) -> None:
+    limits = parser.add_argument_group(
+        "connection limits", "how long clients may take, and how many are served at once"
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="open connections at most; at the limit a new one replaces the connection "
+        f"idle or sending its request head the longest (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        metavar="SECONDS",
+        help="time for the TLS handshake, request line and headers together "
+        f"(default {DEFAULT_HEADER_TIMEOUT:g})",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close keep-alive connections idle this long (default {DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    limits.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="SECONDS",
+        help="cut off a request body that stalls this long, or stays below --min-body-rate "
+        f"(default {DEFAULT_BODY_TIMEOUT:g})",
+    )
+    limits.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=DEFAULT_MIN_BODY_RATE,
+        metavar="BYTES/S",
+        help="the rate a request body must keep up on balance; a slower upload is cut off "
+        f"after --body-timeout (0: only stalls; default {DEFAULT_MIN_BODY_RATE:g})",
+    )
 
 
 def _add_root(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +166,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_key=args.tls_key.absolute() if args.tls_key else None,
         insecure_open=args.insecure_open,
         upload_ttl=args.upload_ttl,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        body_timeout=args.body_timeout,
+        min_body_rate=args.min_body_rate,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,11 @@ DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution-spec: support at le
 DEFAULT_MAX_BLOB_BYTES = 64 * 1024**3
 DEFAULT_MAX_UPLOADS = 1000
 DEFAULT_MAX_CONNECTIONS = 256
-DEFAULT_REQUEST_TIMEOUT = 120.0
+DEFAULT_HEADER_TIMEOUT = 30.0  # TLS handshake + request line + headers, all together
+DEFAULT_IDLE_TIMEOUT = 60.0  # keep-alive connection without a new request
+DEFAULT_BODY_TIMEOUT = 60.0  # longest stall of a request body
+DEFAULT_MIN_BODY_RATE = 1024.0  # bytes/s a request body must reach on balance
+DEFAULT_SEND_TIMEOUT = 120.0  # longest stall of a client reading a response
 ROOT_ENV = "MPKIT_REGISTRY_ROOT"
 STATE_FILE = "server.json"  # in the root: pid and address of the server using it
 LOG_FILE = "registry.log"  # in the root: what a detached server prints
@@ -82,7 +87,11 @@ class ServerConfig:
     max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
     max_uploads: int = DEFAULT_MAX_UPLOADS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    min_body_rate: float = DEFAULT_MIN_BODY_RATE  # 0: only stalls count
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
 
     @property
     def addr(self) -> str:
@@ -108,6 +117,19 @@ class ServerConfig:
                 raise UsageError(f"{flag} {path}: no such file")
         if self.upload_ttl <= 0 or self.max_manifest_bytes <= 0 or self.max_blob_bytes <= 0:
             raise UsageError("limits and --upload-ttl must be positive")
+        for flag, value in (
+            ("--max-connections", self.max_connections),
+            ("--header-timeout", self.header_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("send_timeout", self.send_timeout),
+        ):
+            if not (value > 0 and math.isfinite(value)):
+                raise UsageError(f"{flag} must be a positive number, not {value:g}")
+        if not (self.min_body_rate >= 0 and math.isfinite(self.min_body_rate)):
+            raise UsageError(
+                f"--min-body-rate must be zero or more bytes/s, not {self.min_body_rate:g}"
+            )
         if not is_loopback(self.host) and self.htpasswd is None and not self.insecure_open:
             raise UsageError(
                 f"refusing to listen on {self.addr} without authentication: anyone who can "

@@ -9,6 +9,7 @@ on it can never be parsed out of a half-read body.
 from __future__ import annotations
 
 import errno
+import io
 import ipaddress
 import logging
 import os
@@ -27,6 +28,7 @@ from mpkit.server.api import Request, Response
 from mpkit.server.apierrors import ApiError
 from mpkit.server.auth import ANONYMOUS, Identity
 from mpkit.server.bodies import Body, IncompleteBody, open_body
+from mpkit.server.connections import BodyTimeout, Connection, DeadlineReader, Phase
 from mpkit.server.names import match_route
 
 if TYPE_CHECKING:
@@ -49,13 +51,27 @@ class RegistryHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # small responses must not wait for delayed ACKs
     server: RegistryHTTPServer
 
+    def __init__(
+        self,
+        request: socket.socket,
+        client_address: tuple[str, int],
+        server: RegistryHTTPServer,
+        connection: Connection,
+    ) -> None:
+        self.tracked = connection
+        self._requests = 0
+        super().__init__(request, client_address, server)
+
     # -- connection ------------------------------------------------------------------
     def setup(self) -> None:
-        self.timeout = self.server.config.request_timeout  # type: ignore[misc]
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(self.server.config.request_timeout)
-            self.request.do_handshake()  # in this worker thread, never in the accept loop
+        self.timeout = self.server.config.send_timeout  # type: ignore[misc]
         super().setup()
+        self.rfile.close()  # the plain socket reader: reads go through the deadlines instead
+        self.reader = DeadlineReader(self.tracked, self.server.config.send_timeout)
+        self.rfile = io.BufferedReader(self.reader)
+        if isinstance(self.request, ssl.SSLSocket):
+            with self.reader.deadline():  # the handshake is part of the request head's time
+                self.request.do_handshake()  # in this worker thread, never in the accept loop
 
     def handle(self) -> None:
         if not self.server.tls and self._tls_hello():
@@ -70,10 +86,18 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _tls_hello(self) -> bool:
         try:
-            first: bytes = self.connection.recv(1, socket.MSG_PEEK)
+            with self.reader.deadline():
+                first: bytes = self.connection.recv(1, socket.MSG_PEEK)
         except OSError:
             return False
         return first == b"\x16"  # TLS record type "handshake"
+
+    def handle_one_request(self) -> None:
+        if self._requests and not self.tracked.enter(Phase.IDLE):
+            self.close_connection = True  # evicted to make room for a new connection
+            return
+        self._requests += 1
+        super().handle_one_request()
 
     def do_GET(self) -> None:
         self._handle()
@@ -126,6 +150,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     # -- one request -----------------------------------------------------------------
     def _handle(self, unsupported: bool = False) -> None:
+        if not self.tracked.enter(Phase.BUSY):
+            self.close_connection = True  # evicted while its head was read: serve nothing
+            return
         started = time.monotonic()
         self._status = 0
         self._sent = 0
@@ -154,6 +181,10 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self._send(api.handle(request))
         except ApiError as error:
             self._send_error(error)
+        except BodyTimeout as error:
+            log.info("%s %s %s: %s", self.client_address[0], self.command, path, error)
+            self.close_connection = True
+            self._send_error(ApiError(408, codes.BLOB_UPLOAD_INVALID, str(error)))
         except IncompleteBody as error:
             log.info("%s %s %s: %s", self.client_address[0], self.command, path, error)
             self.close_connection = True
@@ -280,8 +311,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
         client drains.) SO_SNDTIMEO still frees the thread from a client that stalls.
         """
         timeout = sock.gettimeout()
-        seconds = int(self.server.config.request_timeout)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
+        limit = self.server.config.send_timeout
+        stall = struct.pack("ll", int(limit), int(limit % 1 * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, stall)
         sock.settimeout(None)
         try:
             while n > 0:

@@ -1,4 +1,4 @@
-"""The listening socket: threads per connection (bounded), TLS, IPv4 or IPv6."""
+"""The listening socket: a thread per connection (bounded, see connections.py), TLS, IPv4/6."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import logging
 import socket
 import ssl
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import HTTPServer
 from typing import Any, TextIO
 
 from mpkit.server.api import RegistryApi
 from mpkit.server.config import ServerConfig, format_addr
+from mpkit.server.connections import Connection, ConnectionTable
 from mpkit.server.handler import RegistryHandler
 
 log = logging.getLogger("mpkit.server")
@@ -23,8 +24,7 @@ _BUSY = (
 )
 
 
-class RegistryHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # an idle keep-alive connection never blocks shutdown
+class RegistryHTTPServer(HTTPServer):
     request_queue_size = 128
 
     def __init__(
@@ -33,11 +33,13 @@ class RegistryHTTPServer(ThreadingHTTPServer):
         self.config = config
         self.api = api
         self.ssl_context = ssl_context
-        self._slots = threading.BoundedSemaphore(config.max_connections)
+        self.connections = ConnectionTable(config)
         self.access_log: TextIO | None = None  # one line per request when set
         self.log_lock = threading.Lock()
         self.address_family = _family(config.host)
-        super().__init__((config.host, config.port), RegistryHandler)
+        # RegistryHandler also takes its tracked connection: _serve_connection makes every
+        # handler, never socketserver's finish_request.
+        super().__init__((config.host, config.port), RegistryHandler)  # type: ignore[arg-type]
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
@@ -64,18 +66,28 @@ class RegistryHTTPServer(ThreadingHTTPServer):
         return sock, addr
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        connection = self.connections.admit(request)
+        if connection is None:  # every connection is serving a request
             with contextlib.suppress(OSError):
                 request.sendall(_BUSY)
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        # Daemon threads: a connection still open never blocks shutdown.
+        threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address, connection),
+            name=f"registry connection {client_address[0]}",
+            daemon=True,
+        ).start()
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _serve_connection(self, request: Any, client_address: Any, connection: Connection) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            RegistryHandler(request, client_address, self, connection)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            self._slots.release()
+            self.connections.release(connection)  # before the socket closes
+            self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Handshake failures, resets and timeouts are the client's business: one line.
