@@ -399,7 +399,8 @@ class BuildContext:
 
     def walk(self, under: str = "") -> Iterator[ContextFile]:
         """Non-excluded entries strictly below *under*, depth first, names sorted, each
-        directory before its contents. Symlinks are not followed."""
+        directory before its contents. Symlinks are not followed, except allowed ones that
+        leave the context (see ``lookup``)."""
         base = _normalize(under)
         yield from self._walk(base, frozenset())
 
