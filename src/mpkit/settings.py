@@ -7,18 +7,21 @@ Read from ``$MPKIT_CONFIG`` or ``<user config dir>/mpkit/settings.json``::
       "aliases": {"base-adapter:python-1.2.0": "harbor.corp.example/sdk/base-adapter:python-1.2.0"},
       "insecure_registries": ["lab-registry.local:5000"],
       "endpoints": {"harbor.corp.example": "harbor-internal.corp.example:8443"},
-      "base_recheck_seconds": 300
+      "base_recheck_seconds": 300,
+      "allow_external_links": false
     }
 
 ``endpoints`` serves a registry's API from another host (containers-registries.conf's
 "location"): names and credentials stay the registry's own. ``base_recheck_seconds``: how
 long a base image tag resolved by a build is trusted before the next build asks its
 registry again (default 300; 0: every build; ``--pull`` forces a check).
+``allow_external_links``: follow symbolic links that leave the project when building the
+pack and the image (see :mod:`mpkit.project.links`; default false).
 
 For CI, environment variables add to it: ``MPKIT_MIRRORS`` ("registry=mirror,..."),
 ``MPKIT_IMAGE_ALIASES`` ("name=reference,..."), ``MPKIT_INSECURE_REGISTRIES``
-("host[:port],..."), ``MPKIT_REGISTRY_ENDPOINTS`` ("registry=host[:port],...") and
-``MPKIT_BASE_RECHECK`` (seconds).
+("host[:port],..."), ``MPKIT_REGISTRY_ENDPOINTS`` ("registry=host[:port],..."),
+``MPKIT_BASE_RECHECK`` (seconds) and ``MPKIT_ALLOW_EXTERNAL_LINKS`` (1 or 0).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import platformdirs
 
 from mpkit.errors import ConfigError, InvalidReferenceError
 from mpkit.jsonfile import load_json_object
+from mpkit.project.links import ALLOW_ENV, ALLOW_SETTING
 from mpkit.reference import normalize_registry
 
 CONFIG_ENV = "MPKIT_CONFIG"
@@ -52,6 +56,7 @@ class Settings:
     insecure_registries: frozenset[str] = frozenset()
     endpoints: Mapping[str, str] = field(default_factory=dict)  # registry → API host[:port]
     base_recheck_seconds: float = DEFAULT_BASE_RECHECK_SECONDS
+    allow_external_links: bool = False
     path: Path | None = None
 
 
@@ -95,8 +100,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         insecure_registries=frozenset(insecure),
         endpoints=endpoints,
         base_recheck_seconds=_base_recheck(data, env, path),
+        allow_external_links=_allow_external_links(data, env, path),
         path=path,
     )
+
+
+def _allow_external_links(data: dict[str, Any], env: Mapping[str, str], path: Path) -> bool:
+    """MPKIT_ALLOW_EXTERNAL_LINKS (1/0, true/false, yes/no), else the settings file."""
+    text = env.get(ALLOW_ENV, "").strip().lower()
+    if text:
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(
+            f"{ALLOW_ENV}={text!r} is neither 1 nor 0",
+            hint=f"set {ALLOW_ENV}=1 to follow symbolic links that leave the project, or 0",
+        )
+    value = data.get(ALLOW_SETTING, False)
+    if not isinstance(value, bool):
+        raise _bad(path, f"{ALLOW_SETTING} must be true or false")
+    return value
 
 
 def _base_recheck(data: dict[str, Any], env: Mapping[str, str], path: Path) -> float:

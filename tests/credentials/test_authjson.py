@@ -109,6 +109,15 @@ def test_malformed_auth_json(cred_env: CredEnv) -> None:
     assert str(cred_env.runtime_auth) in info.value.message
 
 
+def test_deeply_nested_auth_json(cred_env: CredEnv) -> None:
+    cred_env.runtime_auth.parent.mkdir(parents=True)
+    cred_env.runtime_auth.write_text('{"auths": {"a": ' + "[" * 100_000)
+    with pytest.raises(ConfigError) as info:
+        auth_json_credential("a")
+    assert (info.value.line, info.value.column) == (1, 115)
+    assert f"{cred_env.runtime_auth} is not valid JSON: nesting deeper than 100" in str(info.value)
+
+
 def test_repository_scopes() -> None:
     assert repository_scopes("a/b/c") == ["a/b/c", "a/b", "a", ""]
     assert repository_scopes(None) == [""]

@@ -529,11 +529,36 @@ def _invalidate_describe(project: Path) -> str:
     return "AdapterKind"
 
 
+def _nest_manifest(project: Path) -> str:
+    """100000 nested lists: a RecursionError for Python's json module."""
+    (project / "manifest.txt").write_text('{"platform": ' + "[" * 100_000)
+    return "nesting deeper than 100 levels at line 1, column 113"
+
+
+def _copy_nothing(project: Path) -> str:
+    """A COPY whose wildcard matches nothing (podman and Docker's classic builder fail it)."""
+    dockerfile = project / "Dockerfile"
+    lines = dockerfile.read_text().splitlines()
+    dockerfile.write_text("\n".join([*lines, "COPY nomatch*.txt /x/"]) + "\n")
+    return f"line {len(lines) + 1}: COPY nomatch*.txt /x/: no file in the build context matches"
+
+
+def _link_eula_outside(project: Path) -> str:
+    host = project.parent / "host-eula.txt"
+    host.write_text("a file of this machine\n")
+    (project / "eula.txt").unlink()
+    (project / "eula.txt").symlink_to(host)
+    return f"the symbolic link 'eula.txt' points outside the project {project}"
+
+
 FAILURES: dict[str, tuple[Callable[[Path], str], str]] = {
     "malformed-manifest": (_break_manifest, "manifest.txt"),
     "malformed-config": (_break_config, "config.json"),
     "missing-eula": (_remove_eula, "eula_file"),
     "invalid-describe": (_invalidate_describe, "describe.xml"),
+    "deeply-nested-manifest": (_nest_manifest, "manifest.txt"),
+    "copy-matching-nothing": (_copy_nothing, "Dockerfile"),
+    "eula-linked-outside": (_link_eula_outside, "--allow-external-links"),
 }
 
 
@@ -557,6 +582,38 @@ def test_broken_project_files_fail_clearly_and_touch_nothing(
     assert file_or_key in result.stderr, result.stderr
     assert where in result.stderr, result.stderr
     assert_unchanged(before)
+
+
+def test_links_out_of_the_project_need_the_opt_in(
+    make_flow: MakeFlow, registry_open: RegistryServer, tmp_path: Path
+) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "eula.txt").write_text("the company-wide EULA\n")
+    (host / "alerts.xml").write_text("<AlertDefinitions shared='yes'/>\n")
+    (host / "helper.py").write_text("HELPER = 1\n")
+    flow = make_flow(config={"container_repository": f"{registry_open.host}/mp/links"})
+    (flow.project / "eula.txt").unlink()
+    (flow.project / "eula.txt").symlink_to(host / "eula.txt")
+    (flow.project / "content/alertdefs/shared.xml").symlink_to(host / "alerts.xml")
+    (flow.project / "app/helper.py").symlink_to(host / "helper.py")
+    (flow.project / "app/alias.py").symlink_to("adapter.py")  # inside: always fine
+
+    refused = flow.fails()
+    assert "the symbolic link 'eula.txt' points outside the project" in refused.stderr
+    assert "installing requirements" not in refused.output  # found before the image build
+
+    report = flow.ok("--allow-external-links")
+    contents = check_pack(flow, registry=registry_open.host, repository="mp/links",
+                          digest=report["digest"])  # fmt: skip
+    assert contents.entries["eula.txt"] == b"the company-wide EULA\n"
+    assert contents.entries["content/alertdefs/shared.xml"].startswith(b"<AlertDefinitions")
+    # The same opt-in from the environment, and through mp-build: the same image.
+    again = run_mp_build(flow, "--no-ttl", env={"MPKIT_ALLOW_EXTERNAL_LINKS": "1"})
+    assert again.returncode == 0, again.output
+    assert read_pack(flow.pack).manifest["container_image"]["digest"] == report["digest"]
+    flagged = run_mp_build(flow, "--no-ttl", "--allow-external-links")
+    assert flagged.returncode == 0, flagged.output
 
 
 def test_invalid_describe_xml_fails_before_the_image_build(

@@ -495,11 +495,19 @@ class Hostile:
 
 HOSTILE = {
     "symlink-out-of-context": Hostile(
-        ("line 5", "symlink 'app/passwd' points outside the build context"),
+        (
+            "line 5",
+            "symbolic link 'app/passwd' points outside the project",
+            "(target: /etc/passwd)",
+        ),
         symlink=("app/passwd", "/etc/passwd"),
     ),
     "copy-parent-dir": Hostile(
         ("line 2", "'../x' is outside the build context"), _dockerfile("COPY ../x .")
+    ),
+    "copy-matching-nothing": Hostile(
+        ("line 3: COPY *.nothing .: no file in the build context matches '*.nothing'",),
+        _dockerfile("COPY commands.cfg .", "COPY *.nothing ."),
     ),
     "copy-missing-file": Hostile(
         ("line 3", "'settings.ini' not found"),

@@ -18,6 +18,7 @@ from mpkit.imagebuild.context import (
     has_wildcards,
     read_dockerignore,
 )
+from mpkit.project.links import ExternalLinkError
 from tests.fixtures.files import write_files
 
 
@@ -374,15 +375,34 @@ def test_resolve_stays_inside_the_context(tmp_path: Path) -> None:
     assert context.resolve("alias/up/y") == "real/sub/y"
     assert context.resolve("alias", follow_last=False) == "alias"
     assert context.resolve("abs-inside") == "real/file.txt"
-    with pytest.raises(ContextError, match="'escape' points outside the build context") as caught:
+    with pytest.raises(ExternalLinkError, match="link 'escape' points outside the project") as e:
         context.resolve("escape")
-    assert "../outside" in caught.value.message and caught.value.path == "escape"
-    with pytest.raises(ContextError, match="target: /etc/passwd"):
+    assert "target: ../outside" in e.value.message
+    assert (e.value.link, e.value.target) == ("escape", "../outside")
+    with pytest.raises(ExternalLinkError, match="target: /etc/passwd"):
         context.resolve("abs-outside")
     with pytest.raises(ContextError, match="too many levels"):
         context.resolve("loop")
     with pytest.raises(ContextError, match="outside the build context"):
         context.resolve("real/../../x")
+
+
+def test_allowed_external_links_are_kept_and_read_through(tmp_path: Path) -> None:
+    outside = write_files(tmp_path / "outside", {"lib/a.py": "a", "lib/b/c.py": "c"})
+    root = write_files(tmp_path / "p", {"app/main.py": "m"})
+    (root / "app" / "lib").symlink_to(outside / "lib")
+    (outside / "lib" / "loop").symlink_to(outside)  # leads back above itself
+    context = BuildContext(root, allow_external_links=True)
+    assert context.resolve("app/lib/b/c.py") == "app/lib/b/c.py"
+    found = context.lookup("app/lib")
+    assert found is not None and found.kind == "dir"
+    with pytest.raises(ContextError, match="back to a directory that contains it"):
+        rels(context)
+    (outside / "lib" / "loop").unlink()
+    assert rels(context) == ["app", "app/lib", "app/lib/a.py", "app/lib/b", "app/lib/b/c.py",
+                             "app/main.py"]  # fmt: skip
+    with pytest.raises(ExternalLinkError):
+        BuildContext(root).resolve("app/lib/a.py")
 
 
 def test_check_symlink(tmp_path: Path) -> None:
@@ -395,9 +415,9 @@ def test_check_symlink(tmp_path: Path) -> None:
     entries = {e.rel: e for e in context.walk("app")}
     context.check_symlink(entries["app/ok"])
     context.check_symlink(entries["app/dangling"])  # inside the context, merely dangling
-    with pytest.raises(ContextError, match="'app/up' points outside"):
+    with pytest.raises(ExternalLinkError, match="'app/up' points outside"):
         context.check_symlink(entries["app/up"])
-    with pytest.raises(ContextError, match="'app/abs' points outside"):
+    with pytest.raises(ContextError, match="'app/abs' has the absolute target"):
         context.check_symlink(entries["app/abs"])  # host-absolute targets mean nothing in an image
 
 

@@ -17,6 +17,7 @@ from mpkit.imagebuild.copy import OverlayView, UserDB, plan_copy, plan_workdir
 from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
 from mpkit.imagebuild.fsview import FileInfo, FilesystemView, MemoryFilesystem
 from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
+from mpkit.project.links import ExternalLinkError
 from tests.imagebuild.conftest import Listing, MiniPodman
 
 USER = "aria-ops-adapter-user"
@@ -90,11 +91,12 @@ def run_plan(
     base: FilesystemView | None = None,
     config: ImageConfig | None = None,
     build_args: Mapping[str, str] | None = None,
+    allow_external_links: bool = False,
 ) -> tuple[OverlayView, list[list[LayerEntry]]]:
     """Plan every COPY/ADD/WORKDIR of *text* as successive layers over *base*."""
     dockerfile = parse_dockerfile(text)
     evaluator = StageEvaluator(dockerfile, base_config=config or BASE_CONFIG, build_args=build_args)
-    context = BuildContext(root)
+    context = BuildContext(root, allow_external_links=allow_external_links)
     view = OverlayView(base if base is not None else base_image())
     layers: list[list[LayerEntry]] = []
     for instr in dockerfile.final_stage.instructions:
@@ -230,7 +232,11 @@ def test_globs(project: Path) -> None:
         "/dst": ("dir", 0o755, 0, 0),
         "/dst/one.cfg": ("file", 0o644, 0, 0),
     }
-    assert only_layer("FROM b\nCOPY *.nothing /dst/\n", project) == {}
+    # A pattern matching nothing is fine next to sources that match (podman agrees).
+    assert only_layer("FROM b\nCOPY notes.txt *.nothing /dst/\n", project) == {
+        "/dst": ("dir", 0o755, 0, 0),
+        "/dst/notes.txt": ("file", 0o600, 0, 0),
+    }
     view, (layer,) = run_plan("FROM b\nCOPY app/*.py /py/\n", project)
     assert summary(layer) == {
         "/py": ("dir", 0o755, 0, 0),
@@ -245,6 +251,26 @@ def test_globs(project: Path) -> None:
         "/p/mod.py",
     ]
     assert sorted(only_layer("FROM b\nCOPY */*/mod.py /m/\n", project)) == ["/m", "/m/mod.py"]
+
+
+@pytest.mark.parametrize(
+    ("line", "unmatched"),
+    [
+        ("COPY *.nothing /dst/", "'*.nothing'"),
+        ("ADD  *.nothing   app/*.none /dst/", "'*.nothing' or 'app/*.none'"),
+        ("COPY app/*.log /dst/", "'app/*.log'"),  # only files .dockerignore excludes
+        ("COPY notes.txt/*.x /dst/", "'notes.txt/*.x'"),
+        ("COPY ${SRC}*.nothing /dst/", "'sub*.nothing'"),  # after expansion
+    ],
+)
+def test_sources_matching_nothing_at_all_fail(project: Path, line: str, unmatched: str) -> None:
+    with pytest.raises(DockerfileError) as caught:
+        run_plan(f"FROM b\nARG SRC=sub\n{line}\n", project)
+    written = " ".join(line.split())
+    assert caught.value.message == (
+        f"Dockerfile line 3: {written}: no file in the build context matches {unmatched}"
+    )
+    assert caught.value.line == 3 and caught.value.hint and ".dockerignore" in caught.value.hint
 
 
 @pytest.mark.parametrize(
@@ -283,15 +309,52 @@ def test_symlinks(project: Path, tmp_path: Path) -> None:
 
     (tmp_path / "outside").mkdir()
     (project / "app" / "escape").symlink_to("../../outside")
-    with pytest.raises(ContextError, match="symlink 'app/escape' points outside") as caught:
+    with pytest.raises(ExternalLinkError, match="link 'app/escape' points outside") as caught:
         run_plan("FROM b\nCOPY app /a/\n", project)
     assert "target: ../../outside" in str(caught.value)
     assert str(caught.value).startswith("Dockerfile line 2: COPY: ")
+    assert caught.value.link == "app/escape" and "--allow-external-links" in str(caught.value.hint)
     (project / "app" / "escape").unlink()
 
     (project / "evil").symlink_to("/etc/passwd")
-    with pytest.raises(ContextError, match=r"'evil' points outside.*target: /etc/passwd"):
+    with pytest.raises(ExternalLinkError, match=r"'evil' points outside.*target: /etc/passwd"):
         run_plan("FROM b\nCOPY evil /x/\n", project)
+
+    (project / "app" / "abs").symlink_to(project / "notes.txt")  # inside, but absolute
+    with pytest.raises(ContextError, match="'app/abs' has the absolute target"):
+        run_plan("FROM b\nCOPY app /a/\n", project)
+
+
+def test_external_links_are_followed_when_allowed(project: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    (shared / "lib").mkdir(parents=True)
+    (shared / "lib" / "util.py").write_text("U = 1\n")
+    (shared / "lib" / "alias").symlink_to("util.py")  # outside too: followed as well
+    (shared / "conf.ini").write_text("[x]\n")
+    (project / "app" / "shared").symlink_to(shared / "lib")
+    (project / "conf.ini").symlink_to(shared / "conf.ini")
+    (project / "app" / "gone").symlink_to(tmp_path / "missing")
+    text = "FROM b\nCOPY conf.ini /c/\nCOPY app/shared /s/\nCOPY app/[ps]* /g/\n"
+    view, layers = run_plan(text, project, allow_external_links=True)
+    assert [summary(layer) for layer in layers] == [
+        {"/c": ("dir", 0o755, 0, 0), "/c/conf.ini": ("file", 0o644, 0, 0)},
+        {
+            "/s": ("dir", 0o755, 0, 0),
+            "/s/alias": ("file", 0o644, 0, 0),
+            "/s/util.py": ("file", 0o644, 0, 0),
+        },
+        {
+            "/g": ("dir", 0o755, 0, 0),
+            "/g/__init__.py": ("file", 0o644, 0, 0),
+            "/g/alias": ("file", 0o644, 0, 0),
+            "/g/mod.py": ("file", 0o644, 0, 0),
+            "/g/util.py": ("file", 0o644, 0, 0),
+        },
+    ]
+    assert view.read_file("/s/util.py") == b"U = 1\n"
+    # A whole-directory copy meets the dangling external link: named, not followed.
+    with pytest.raises(ContextError, match=r"'app/gone' points outside.*does not exist"):
+        run_plan("FROM b\nCOPY app /a/\n", project, allow_external_links=True)
 
 
 def test_special_files_are_refused(project: Path) -> None:
@@ -554,6 +617,7 @@ COPY --chmod=0640 dir /m2/n
 COPY *.txt /g/
 COPY dir/* /g2/
 COPY lnk /l/
+COPY a.txt nomatch*.txt /pm/
 WORKDIR /w
 COPY a.txt .
 COPY b.sh rel/
@@ -616,3 +680,18 @@ def test_same_result_as_podman(mini_podman: MiniPodman, podman_project: Path) ->
         if ours.get(path) != engine.get(path)
     }
     assert differences == {}
+
+
+@pytest.mark.parametrize(
+    "line", ["COPY nomatch*.txt /x/", "ADD nomatch*.txt no[m]atch /x/", "COPY dir/*.log /x/"]
+)
+def test_sources_matching_nothing_fail_as_with_podman(
+    mini_podman: MiniPodman, podman_project: Path, line: str
+) -> None:
+    text = f"FROM scratch\n{line}\n"
+    (podman_project / "Dockerfile").write_text(text)
+    built = mini_podman.engine.run("build", "--pull=never", str(podman_project), check=False)
+    assert built.returncode != 0, built.stdout
+    assert "no such file or directory" in built.stderr
+    with pytest.raises(DockerfileError, match=r"line 2: .*no file in the build context matches"):
+        run_plan(text, podman_project, base=MemoryFilesystem(), config=ImageConfig())

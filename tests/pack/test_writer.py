@@ -11,11 +11,14 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mpkit.pack import ImageLocation, PackError, build_pack, check_consistency, open_pack
 from mpkit.pack.zipfile_det import DIR_MODE, FILE_MODE, FIXED_DATE_TIME
+from mpkit.project.links import ExternalLinkError
+from mpkit.project.model import Project
 from tests.fixtures.tools import require_tool
 from tests.pack.projects import (
     DESCRIBE,
@@ -295,7 +298,7 @@ def test_failures_leave_the_previous_pack_untouched(tmp_path: Path) -> None:
         (project.root / "resources/unreadable.bin").write_text("x")
         (project.root / "resources/unreadable.bin").chmod(0)
     with pytest.raises(PackError, match=r"unreadable\.bin"):
-        build_pack(project, other)
+        build_pack(project, other, allow_external_links=True)
 
     assert pack.read_bytes() == before
     assert pack.stat().st_mtime_ns == stamp
@@ -304,23 +307,83 @@ def test_failures_leave_the_previous_pack_untouched(tmp_path: Path) -> None:
 
 def test_broken_symlink_is_reported(tmp_path: Path) -> None:
     project = write_project(tmp_path / "proj")
-    (project.root / "content/alertdefs/gone.xml").symlink_to(tmp_path / "missing")
+    (project.root / "content/alertdefs/gone.xml").symlink_to("missing.xml")
     with pytest.raises(PackError, match="broken symbolic link"):
         build_pack(project, IMAGE)
 
 
-def test_symlinks_are_followed_and_loops_refused(tmp_path: Path) -> None:
+def test_links_inside_the_project_are_followed_and_loops_refused(tmp_path: Path) -> None:
     project = write_project(tmp_path / "proj")
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    (shared / "Shared.json").write_text("{}")
-    (project.root / "content/dashboards/Linked").symlink_to(shared)
-    names = read_zip(build_pack(project, IMAGE).read_bytes())
-    assert "content/dashboards/Linked/Shared.json" in names
+    (project.root / "shared").mkdir()
+    (project.root / "shared/Shared.json").write_text("{}")
+    (project.root / "content/dashboards/Linked").symlink_to("../../shared")
+    (project.root / "terms.txt").symlink_to("eula.txt")
+    project = _with_manifest(project, eula_file="terms.txt")
+    entries = read_zip(build_pack(project, IMAGE).read_bytes())
+    assert entries["content/dashboards/Linked/Shared.json"] == b"{}"
+    assert entries["terms.txt"] == PROJECT_FILES["eula.txt"]
 
     (project.root / "content/alertdefs/loop").symlink_to(project.root / "content")
     with pytest.raises(PackError, match="own parent"):
         build_pack(project, IMAGE)
+
+
+def _with_manifest(project: Project, **changes: Any) -> Project:
+    """*project* with manifest.txt rewritten (and loaded again) with *changes*."""
+    (project.root / "manifest.txt").write_text(json.dumps(sdk_manifest(**changes)))
+    return load_project(project.root)
+
+
+EXTERNAL_LINKS = {
+    "eula": ("terms.txt", "terms.txt"),
+    "icon": ("logo.png", "logo.png"),
+    "script": ("validate.py", "validate.py"),
+    "content file": ("content/alertdefs/extra.xml", "content/alertdefs/extra.xml"),
+    "content directory": ("content/dashboards/Shared", "content/dashboards/Shared/Shared.json"),
+    "resources": ("resources/more.properties", "resources/more.properties"),
+    "conf": ("conf/images/extra.png", f"adapter.zip:{KIND}/conf/images/extra.png"),
+    "through a linked parent": ("docs/eula.txt", "docs/eula.txt"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXTERNAL_LINKS))
+def test_links_that_leave_the_project_are_refused_unless_allowed(tmp_path: Path, case: str) -> None:
+    link, entry = EXTERNAL_LINKS[case]  # entry: where the host file lands when allowed
+    host = tmp_path / "host"
+    (host / "Shared").mkdir(parents=True)
+    (host / "Shared/Shared.json").write_text('{"host": true}')
+    (host / "secret.txt").write_text("a file of this machine\n")
+    (host / "eula.txt").write_text("a file of this machine\n")
+    project = write_project(tmp_path / "proj")
+    path = project.root / link
+    path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if case == "content directory":
+        path.symlink_to(host / "Shared")
+    elif case == "through a linked parent":
+        path.parent.rmdir()
+        path.parent.symlink_to(host)
+    else:
+        path.symlink_to(os.path.relpath(host / "secret.txt", path.parent))
+    if case in ("eula", "icon", "through a linked parent"):
+        key = "pak_icon" if case == "icon" else "eula_file"
+        project = _with_manifest(project, **{key: link})
+    named = link if case != "through a linked parent" else "docs"
+
+    with pytest.raises(ExternalLinkError) as caught:
+        build_pack(project, IMAGE, output_dir=tmp_path / "out")
+    error = caught.value
+    assert error.link == named and error.target == str((project.root / named).readlink())
+    assert f"symbolic link {named!r} points outside the project" in error.message
+    assert f"(target: {error.target}" in error.message
+    assert error.hint is not None and "--allow-external-links" in error.hint
+    assert not (tmp_path / "out").exists()
+
+    entries = read_zip(build_pack(project, IMAGE, allow_external_links=True).read_bytes())
+    archive, _, entry = entry.rpartition(":")
+    if archive:
+        entries = read_zip(entries[archive])
+    assert entries[entry] in (b"a file of this machine\n", b'{"host": true}')
 
 
 def test_unzip_accepts_and_extracts_the_pack(tmp_path: Path) -> None:

@@ -227,6 +227,25 @@ def test_zip_bomb_is_refused(tmp_path: Path) -> None:
     assert codes(report) == ["unsafe_pack"]
 
 
+@pytest.mark.parametrize(
+    ("manifest", "problem"),
+    [
+        (b'{"a": ' + b"[" * 100_000, "nesting deeper than 100 levels: line 1 column 106"),
+        (b'{"a": ' + b"9" * 5000 + b"}", "an integer with 5000 digits"),
+    ],
+    ids=["deep", "long-integer"],
+)
+def test_hostile_pack_manifest_is_named(
+    tmp_path: Path, mpkit: Mpkit, manifest: bytes, problem: str
+) -> None:
+    pack = write_pack(tmp_path / "deep.pak", tmp_path, manifest=manifest)
+    result = mpkit.run("verify", str(pack))
+    assert result.returncode == 1, result.output
+    assert "internal error" not in result.output and "Traceback" not in result.output
+    assert f"manifest.txt in {pack} is not valid JSON" in result.stderr
+    assert problem in result.stderr
+
+
 def test_not_a_pack(tmp_path: Path, mpkit: Mpkit) -> None:
     (tmp_path / "x.pak").write_bytes(b"not a zip")
     result = mpkit.run("verify", str(tmp_path / "x.pak"))

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.cli.common import (
+    add_external_links_option,
     add_pull_option,
     add_remote_options,
+    allow_external_links,
     client_options,
     explicit_credential,
     platform_arg,
@@ -61,6 +63,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="DIR",
         help="extra wheels for requirements PyPI has no target wheel for",
     )
+    add_external_links_option(build)
     add_remote_options(build)
     build.set_defaults(handler=cmd_build)
 
@@ -92,6 +95,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         engine=EngineChoice.parse(args.engine),
         wheelhouse=args.wheelhouse,
         pull=args.pull,
+        allow_external_links=allow_external_links(args, settings),
     )
     result = build_image(request, log=out.info)
     report = _report(result)

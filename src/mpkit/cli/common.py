@@ -12,6 +12,7 @@ from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, env_creden
 from mpkit.errors import InvalidReferenceError, UsageError
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Platform
+from mpkit.project.links import ALLOW_ENV, ALLOW_FLAG
 from mpkit.reference import Reference, normalize_registry, parse_reference
 from mpkit.registry.retry import RetryPolicy
 from mpkit.registry.transport import ClientOptions
@@ -41,6 +42,20 @@ def add_pull_option(parser: argparse.ArgumentParser) -> None:
         help="ask the base image's registry for its tag now, even if a build checked it "
         "within base_recheck_seconds (default 300)",
     )
+
+
+def add_external_links_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        ALLOW_FLAG,
+        action="store_true",
+        help="follow symbolic links that lead out of the project (eula, icon, scripts, "
+        f"content/, resources/, conf/, COPY sources) instead of refusing them; also ${ALLOW_ENV}=1",
+    )
+
+
+def allow_external_links(args: argparse.Namespace, settings: Settings) -> bool:
+    """The flag, else MPKIT_ALLOW_EXTERNAL_LINKS, else the settings file."""
+    return bool(args.allow_external_links) or settings.allow_external_links
 
 
 def add_registry_options(parser: argparse.ArgumentParser) -> None:

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mpkit.cli.common import (
+    add_external_links_option,
     add_output_options,
     add_pull_option,
     add_registry_options,
+    allow_external_links,
     client_options,
 )
 from mpkit.cli.output import Output, human_size
@@ -83,6 +85,7 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, positional: bool) ->
         metavar="DIR",
         help="extra wheels for requirements PyPI has no target wheel for",
     )
+    add_external_links_option(parser)
     add_registry_options(parser)
     add_output_options(parser)
 
@@ -154,6 +157,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         engine=EngineChoice.parse(args.engine),
         wheelhouse=args.wheelhouse,
         pull=args.pull,
+        allow_external_links=allow_external_links(args, settings),
     )
     try:
         outcome = build_pack_flow(options, prompter=prompter, reporter=out)

@@ -32,6 +32,7 @@ from mpkit.describe.imageway import image_job, run_in_image, write_job
 from mpkit.engine import Engine, EngineChoice, find_engines
 from mpkit.errors import ContainerEngineError
 from mpkit.image.types import Image
+from mpkit.jsonfile import parse_json
 from mpkit.project.model import Project
 
 Way = Literal["image", "host"]
@@ -239,7 +240,7 @@ def _definition(io_dir: Path, result: Mapping[str, Any], where: str) -> dict[str
             stderr=stderr,
         )
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = parse_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         head = raw[:200].decode("utf-8", "replace")
         raise AdapterDefinitionError(

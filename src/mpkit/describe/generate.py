@@ -7,10 +7,8 @@ validates the result against the project's conf/describeSchema.xsd.
 
 from __future__ import annotations
 
-import json
 import stat
 import xml.etree.ElementTree as ET
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +22,7 @@ from mpkit.describe.fragments import merge_fragments
 from mpkit.describe.names import NameKeys
 from mpkit.describe.schema import schema_for, validate_describe
 from mpkit.interaction import Prompter
-from mpkit.jsonfile import write_json_atomic
+from mpkit.jsonfile import parse_json, write_json_atomic
 from mpkit.project.load import MANIFEST_NAME, load_project
 from mpkit.project.model import Project
 
@@ -86,7 +84,7 @@ def fix_manifest_adapter_kind(project: Project, kind: str) -> Project:
     written atomically) and return the project loaded again."""
     path = project.root / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=OrderedDict)
+        data = parse_json(path.read_text(encoding="utf-8"))
         data["adapter_kinds"] = [kind]
         target = path.resolve() if path.is_symlink() else path
         write_json_atomic(target, dict(data), mode=stat.S_IMODE(target.stat().st_mode))

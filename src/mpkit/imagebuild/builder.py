@@ -36,6 +36,7 @@ class BuildRequest:
     engine: EngineChoice = EngineChoice.AUTO
     wheelhouse: Path | None = None
     pull: bool = False  # ask the base's registry even if its tag was resolved recently
+    allow_external_links: bool = False  # follow links that leave the project
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def build_image(
             path=str(dockerfile_path),
             hint="an SDK project has a Dockerfile at its root; pass the project path",
         ) from None
-    context = BuildContext(request.project)
+    context = BuildContext(request.project, allow_external_links=request.allow_external_links)
     try:
         parsed = parse_dockerfile(text, path=str(dockerfile_path))
         check_native(parsed)

@@ -8,12 +8,15 @@ them, ``.dockerignore`` applies with moby/patternmatcher semantics.
 
 Symlinks are reported as they are (never followed by ``walk``). A link whose target
 leaves the context is refused only when a build uses it (``check_symlink`` and
-``resolve``); walking and hashing such a context works, so that ``digest`` stays
-total.
+``resolve``, through the project's link policy in :mod:`mpkit.project.links`); walking and
+hashing such a context works, so that ``digest`` stays total. When external links are
+allowed, the context presents such a link as what it points to (a file or a directory
+that ``walk`` descends into), the way the pack collector follows it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from mpkit.errors import MpkitError
+from mpkit.project.links import LinkPolicy
 
 DEFAULT_EXCLUDED_TOP_LEVEL = frozenset({"build", "content", "logs", "resources"})
 MAX_SYMLINK_HOPS = 40
@@ -287,13 +291,16 @@ def read_dockerignore(text: str) -> list[str]:
 class BuildContext:
     """A project directory as an image build sees it."""
 
-    def __init__(self, root: Path, *, dockerignore: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, dockerignore: bool = True, allow_external_links: bool = False
+    ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise ContextError(
                 f"the build context {self.root} is not a directory",
                 hint="Point --path at the management pack project directory.",
             )
+        self.links = LinkPolicy(self.root, allow_external_links)
         self.patterns: list[str] = []
         ignore_file = self.root / ".dockerignore"
         if dockerignore and ignore_file.is_file():
@@ -373,28 +380,43 @@ class BuildContext:
         return self.root / rel if rel else self.root
 
     def lookup(self, rel: str) -> ContextFile | None:
-        """The entry at *rel* (not following a final symlink); None if absent or excluded."""
+        """The entry at *rel*; None if absent or excluded. A final symlink is not followed,
+        except an allowed one that leaves the context."""
         rel = _normalize(rel)
         if self.is_excluded(rel):
             return None
-        host = self.host_path(rel)
         try:
-            st = os.lstat(host)
-        except FileNotFoundError:
+            return self._entry_at(rel, self.host_path(rel))
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        except NotADirectoryError:
-            return None
+
+    def _entry_at(self, rel: str, host: Path) -> ContextFile:
+        st = os.lstat(host)
+        if stat.S_ISLNK(st.st_mode) and self.links.allow_external and self.links.leaves(host):
+            with contextlib.suppress(OSError):  # dangling: stays a link, refused when used
+                st = host.stat()
         return _entry(rel, host, st)
 
     def walk(self, under: str = "") -> Iterator[ContextFile]:
         """Non-excluded entries strictly below *under*, depth first, names sorted, each
-        directory before its contents. Symlinks are not followed."""
+        directory before its contents. Symlinks are not followed, except allowed ones that
+        leave the context (see ``lookup``)."""
         base = _normalize(under)
-        yield from self._walk(base)
+        yield from self._walk(base, frozenset())
 
-    def _walk(self, rel_dir: str) -> Iterator[ContextFile]:
+    def _walk(self, rel_dir: str, above: frozenset[tuple[int, int]]) -> Iterator[ContextFile]:
         host_dir = self.host_path(rel_dir)
         try:
+            if self.links.allow_external:  # followed links could lead back up: a loop
+                st = host_dir.stat()
+                if (st.st_dev, st.st_ino) in above:
+                    raise ContextError(
+                        f"{rel_dir!r} leads (through a symbolic link) back to a directory "
+                        "that contains it",
+                        path=rel_dir,
+                        hint="Remove the link or point it elsewhere.",
+                    )
+                above = above | {(st.st_dev, st.st_ino)}
             with os.scandir(host_dir) as scan:
                 names = sorted(item.name for item in scan)
         except OSError as exc:
@@ -405,8 +427,7 @@ class BuildContext:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if self._default_excluded(rel):
                 continue
-            host = host_dir / name
-            entry = _entry(rel, host, os.lstat(host))
+            entry = self._entry_at(rel, host_dir / name)
             ignored = self._matcher.matches(rel)
             if entry.kind != "dir":
                 if not ignored:
@@ -414,10 +435,10 @@ class BuildContext:
                 continue
             if not ignored:
                 yield entry
-                yield from self._walk(rel)
+                yield from self._walk(rel, above)
             elif self._matcher.has_exclusions:
                 # An excluded directory still holds any re-included ("!") descendants.
-                children = list(self._walk(rel))
+                children = list(self._walk(rel, above))
                 if children:
                     yield entry
                     yield from children
@@ -444,19 +465,19 @@ class BuildContext:
     # -- symlinks
 
     def resolve(self, rel: str, *, follow_last: bool = True) -> str:
-        """Resolve symlinks in *rel* on the host, confined to the context; raise
-        ContextError when a link (or "..") leads outside it."""
+        """Resolve symlinks in *rel* on the host, confined to the context: a link leading
+        outside it is refused (ExternalLinkError), or kept as it is when external links are
+        allowed (reading through it then follows it); "..", above the root, ContextError."""
         pending = [p for p in rel.split("/") if p]
         resolved: list[str] = []
         hops = 0
-        via: tuple[str, str] | None = None  # the last link followed, to name it in errors
         while pending:
             name = pending.pop(0)
             if name == ".":
                 continue
             if name == "..":
                 if not resolved:
-                    raise self._escape(*via) if via else self._escape(rel, None)
+                    raise self._escape(rel)
                 resolved.pop()
                 continue
             candidate = [*resolved, name]
@@ -468,45 +489,41 @@ class BuildContext:
                         f"too many levels of symbolic links at {'/'.join(candidate)}",
                         path="/".join(candidate),
                     )
-                target = os.readlink(host)  # noqa: PTH115 (verbatim, not a normalised Path)
-                via = ("/".join(candidate), target)
-                if target.startswith("/"):
-                    inside = _inside(self.root, Path(target))
-                    if inside is None:
-                        raise self._escape("/".join(candidate), target)
-                    pending = [p for p in inside.split("/") if p] + pending
-                    resolved = []
-                else:
-                    pending = [p for p in target.split("/") if p] + pending
+                if self.links.check(host):
+                    resolved = candidate
+                    continue
+                inside = Path(os.path.realpath(host)).relative_to(self.links.real_root)
+                pending = [p for p in inside.as_posix().split("/") if p != "."] + pending
+                resolved = []
                 continue
             resolved = candidate
         return "/".join(resolved)
 
     def check_symlink(self, entry: ContextFile) -> None:
-        """Refuse a link that is copied as a link but points outside the context."""
+        """Refuse a link that is copied as a link but points outside the context (or to an
+        absolute path, which means something else inside the image)."""
         target = entry.linkname or ""
-        if target.startswith("/"):
-            raise self._escape(entry.rel, target)
-        parent = entry.rel.rsplit("/", 1)[0] if "/" in entry.rel else ""
-        joined = f"{parent}/{target}" if parent else target
-        try:
-            self.resolve(joined)
-        except ContextError:
-            raise self._escape(entry.rel, target) from None
-
-    def _escape(self, link: str, target: str | None) -> ContextError:
-        if target is None:
-            return ContextError(
-                f"{link!r} refers to a path outside the build context {self.root}",
-                path=link,
-                hint="Only files inside the project directory can be copied into the image; "
-                "move the file into the project.",
+        if self.links.check(entry.host_path):
+            raise ContextError(
+                f"the symlink {entry.rel!r} points outside the build context {self.root} to "
+                f"{target}, which does not exist",
+                path=entry.rel,
+                hint="Fix or remove the link.",
             )
+        if target.startswith("/"):
+            raise ContextError(
+                f"the symlink {entry.rel!r} has the absolute target {target}, which would "
+                "point at something else inside the image",
+                path=entry.rel,
+                hint="Make it a relative link (e.g. ln -sfr), or replace it with the file.",
+            )
+
+    def _escape(self, rel: str) -> ContextError:
         return ContextError(
-            f"the symlink {link!r} points outside the build context {self.root} (target: {target})",
-            path=link,
-            hint="A build may only read files inside the project directory. Replace the link "
-            "with the file itself or a relative link inside the project, or build with --engine.",
+            f"{rel!r} refers to a path outside the build context {self.root}",
+            path=rel,
+            hint="Only files inside the project directory can be copied into the image; "
+            "move the file into the project.",
         )
 
 
@@ -520,14 +537,6 @@ def _normalize(rel: str) -> str:
             hint="Only files inside the project directory can be used by the build.",
         )
     return "" if cleaned in (".", "") else cleaned
-
-
-def _inside(root: Path, target: Path) -> str | None:
-    normalized = Path(os.path.normpath(target))
-    try:
-        return normalized.relative_to(root).as_posix()
-    except ValueError:
-        return None
 
 
 def _entry(rel: str, host: Path, st: os.stat_result) -> ContextFile:

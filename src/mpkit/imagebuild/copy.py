@@ -5,9 +5,13 @@ tonistiigi/fsutil's ``copy``):
 
 * sources are relative to the context root ("/x" means "x"); a source that leaves the
   context (``../x``) is refused, where BuildKit would silently clamp it to the root;
-* wildcards use Go's filepath.Match; a wildcard that matches nothing copies nothing;
+* wildcards use Go's filepath.Match; a wildcard that matches nothing copies nothing, but
+  an instruction whose sources match nothing at all fails, as it does with Docker's
+  classic builder and buildah (BuildKit would copy nothing);
 * a directory source copies its *contents*; a symlink named as a source (or matched
   by a wildcard) is followed, symlinks inside a copied directory are copied as links;
+  a link leading out of the project is refused unless external links are allowed, and
+  then followed (see :mod:`mpkit.imagebuild.context`);
 * several sources, or a wildcard matching several, need a destination ending in "/";
   a relative destination is relative to WORKDIR; a file copied onto an existing
   directory lands inside it;
@@ -45,6 +49,7 @@ from mpkit.imagebuild.context import (
 from mpkit.imagebuild.dockerfile import DockerfileError, Instruction, NeedsEngineError
 from mpkit.imagebuild.fsview import FileInfo, FilesystemView, normpath, resolve
 from mpkit.imagebuild.shellwords import expand
+from mpkit.project.links import ExternalLinkError
 
 CREATED_DIR_MODE = 0o755
 MAX_USER_FILE_BYTES = 10 << 20  # BuildKit reads at most 10 MiB of /etc/passwd
@@ -259,6 +264,8 @@ def plan_copy(
             path=exc.path,
             hint=exc.hint,
         ) from None
+    except ExternalLinkError as exc:
+        raise exc.prefixed(f"{dockerfile_path} line {instr.line}: {instr.keyword}") from None
 
 
 def plan_workdir(
@@ -349,6 +356,8 @@ class _Planner:
                 items.extend(matches)
             else:
                 items.append(rel)
+        if not items:
+            raise _nothing_matched(instr, sources)
         if several and not into_dir:
             raise DockerfileError(
                 f"when {keyword} has more than one source file, the destination must be a "
@@ -532,6 +541,18 @@ class _Planner:
                     f"cannot create the directory {path}: {current} exists in the image "
                     "and is not a directory"
                 )
+
+
+def _nothing_matched(instr: Instruction, patterns: list[str]) -> DockerfileError:
+    # Docker's classic builder ("no source files were specified") and buildah fail when the
+    # sources together match nothing; one pattern matching nothing next to others is fine.
+    names = " or ".join(repr(p) for p in patterns)
+    return DockerfileError(
+        f"{' '.join(instr.original.split())}: no file in the build context matches {names}",
+        hint="Check the pattern against the project's files: sources are relative to the "
+        "project directory, and excluded files (build/, content/, logs/, resources/, hidden "
+        "files, .dockerignore) never match. Delete the line if there is nothing to copy.",
+    )
 
 
 def _refuse_engine_only_flags(instr: Instruction) -> None:

@@ -1,24 +1,69 @@
-"""Which project files go where in the pack (SPEC §5; the SDK's mp_build rules)."""
+"""Which project files go where in the pack (the SDK's mp_build rules).
+
+The pack holds the eula and icon named in manifest.txt, the scripts it names,
+``resources/**`` and ``content/**``; adapter.zip holds the eula, icon, ``resources/**`` and
+``conf/**``. Symbolic links are followed (as the SDK's copytree does), within the project's
+link policy (:mod:`mpkit.project.links`).
+"""
 
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mpkit.pack.errors import PackError
+from mpkit.project.links import LinkPolicy
+from mpkit.project.model import Project
 
 SKIPPED_NAMES = frozenset({".gitkeep"})
 # mp_build.build_subdirectories: each top-level file here goes into <stem lower-cased>/
 ONE_DIRECTORY_PER_FILE = ("content/dashboards", "content/reports")
+Files = list[tuple[str, Path]]  # (entry name, file)
 
 
-def tree_files(directory: Path, prefix: str) -> list[tuple[str, Path]]:
+@dataclass(frozen=True)
+class PackFiles:
+    """The project files that go into a pack, by where they go."""
+
+    named: Files  # eula and icon: the pack and adapter.zip
+    scripts: Files  # validation, pre- and post-install scripts: the pack
+    resources: Files  # resources/**: the pack and adapter.zip
+    content: Files  # content/**: the pack
+    conf: Files  # conf/** (entry names start with "conf/"): adapter.zip, under <KIND>/
+
+
+def pack_files(project: Project, *, allow_external_links: bool = False) -> PackFiles:
+    """Collect (and check) every project file the pack will hold; PackError or
+    ExternalLinkError name the first problem."""
+    links = LinkPolicy(project.root, allow_external_links)
+    manifest = project.manifest
+    root = project.root
+
+    def named(*entries: tuple[str | None, str]) -> Files:
+        return [named_file(root, name, what, links) for name, what in entries if name]
+
+    return PackFiles(
+        named=named((manifest.eula_file, "eula file"), (manifest.icon_file, "pack icon")),
+        scripts=named(
+            (manifest.validation_script, "pack validation script"),
+            (manifest.pre_script, "adapter pre-install script"),
+            (manifest.post_script, "adapter post-install script"),
+        ),
+        resources=tree_files(root / "resources", "resources", links),
+        content=content_files(root, links),
+        conf=tree_files(root / "conf", "conf", links),
+    )
+
+
+def tree_files(directory: Path, prefix: str, links: LinkPolicy) -> Files:
     """Every regular file under *directory* as (``prefix/relative/path``, path).
 
-    Symbolic links are followed (as the SDK's copytree does); ``.gitkeep`` files are left
+    Symbolic links are followed unless *links* refuses them; ``.gitkeep`` files are left
     out, and so are directories without files. A missing *directory* gives no files.
     """
+    links.check_path(directory)
     if not directory.is_dir():
         return []
     found: list[tuple[str, Path]] = []
@@ -40,6 +85,8 @@ def tree_files(directory: Path, prefix: str) -> list[tuple[str, Path]]:
                 if child.name in SKIPPED_NAMES:
                     continue
                 path = Path(child.path)
+                if child.is_symlink():
+                    links.check(path)
                 kind = _file_kind(path)
                 if kind == "dir":
                     walk(path, f"{arc}/{child.name}")
@@ -71,10 +118,10 @@ def _file_kind(path: Path) -> str:
     )
 
 
-def content_files(root: Path) -> list[tuple[str, Path]]:
+def content_files(root: Path, links: LinkPolicy) -> Files:
     """``content/**`` with each top-level dashboard or report moved into its own directory."""
     files = []
-    for arc, path in tree_files(root / "content", "content"):
+    for arc, path in tree_files(root / "content", "content", links):
         parent, _, name = arc.rpartition("/")
         if parent in ONE_DIRECTORY_PER_FILE:
             stem, extension = os.path.splitext(name)  # noqa: PTH122 (the SDK's exact rule)
@@ -99,7 +146,7 @@ def _properties_error(directory: str, name: str) -> PackError:
     )
 
 
-def named_file(root: Path, relative: str, what: str) -> tuple[str, Path]:
+def named_file(root: Path, relative: str, what: str, links: LinkPolicy) -> tuple[str, Path]:
     """A file named in manifest.txt (eula, icon, scripts): its entry name and its path."""
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or not pure.parts:
@@ -108,6 +155,7 @@ def named_file(root: Path, relative: str, what: str) -> tuple[str, Path]:
             hint=f"put the {what} in the project directory and name it by its relative path",
         )
     path = root.joinpath(*pure.parts)
+    links.check_path(path)
     if not path.is_file():
         raise PackError(
             f"manifest.txt names the {what} {relative!r}, but {path} does not exist "

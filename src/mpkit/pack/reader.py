@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from mpkit.jsonfile import parse_json
 from mpkit.pack.conf import API_VERSION_PATTERN, DIGEST_PATTERN, parse_kind_conf
 from mpkit.pack.errors import PackError
 from mpkit.pack.zipfile_det import check_entry_name
@@ -232,7 +233,7 @@ def _inflate(
 
 def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     try:
-        manifest = json.loads(data.decode("utf-8-sig"))
+        manifest = parse_json(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PackError(
             f"manifest.txt in {where} is not valid JSON ({exc})",

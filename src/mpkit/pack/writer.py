@@ -22,7 +22,7 @@ from mpkit.pack.conf import (
     render_version_txt,
 )
 from mpkit.pack.errors import PackError
-from mpkit.pack.layout import content_files, named_file, tree_files
+from mpkit.pack.layout import PackFiles, pack_files
 from mpkit.pack.zipfile_det import DeterministicZip
 from mpkit.project.model import Manifest, Project
 
@@ -41,15 +41,18 @@ def build_pack(
     describe_xml: bytes | None = None,
     resources_properties: bytes | None = None,
     output_dir: Path | None = None,
+    allow_external_links: bool = False,
 ) -> Path:
     """Write the pack for *project* pointing at *image*; return its path.
 
     *describe_xml* and *resources_properties* (e.g. generated from the adapter) replace
     the project's ``conf/describe.xml`` and ``conf/resources/resources.properties``. The
     registry is left out when *image.registry* is None or the project's config.json sets
-    ``use_default_registry``.
+    ``use_default_registry``. Symbolic links leading out of the project are refused
+    unless *allow_external_links*.
     """
     image = image.validated()
+    files = pack_files(project, allow_external_links=allow_external_links)
     manifest = project.manifest
     kind = _checked_kind(manifest)
     use_default_registry = image.registry is None or project.config.use_default_registry
@@ -61,9 +64,9 @@ def build_pack(
         insecure_collector=insecure_collector,
         use_default_registry=use_default_registry,
     )
-    conf = _conf_entries(project, kind, describe_xml, resources_properties)
-    adapter_zip = _adapter_zip(project, kind, kind_conf, manifest_bytes, conf)
-    pack = _pack_entries(project, manifest_bytes, adapter_zip)
+    conf = _conf_entries(project, files, kind, describe_xml, resources_properties)
+    adapter_zip = _adapter_zip(files, kind, kind_conf, manifest_bytes, conf)
+    pack = _pack_entries(files, manifest_bytes, adapter_zip)
     basename = manifest.pack_basename
     if "/" in basename or "\\" in basename or basename.startswith("."):
         raise PackError(
@@ -95,11 +98,15 @@ def _pack_manifest(
 
 
 def _conf_entries(
-    project: Project, kind: str, describe_xml: bytes | None, resources_properties: bytes | None
+    project: Project,
+    files: PackFiles,
+    kind: str,
+    describe_xml: bytes | None,
+    resources_properties: bytes | None,
 ) -> Entries:
     """``<KIND>/conf/**``: the project's conf/ plus describe.xml, properties and version.txt."""
     prefix = f"{kind}/conf"
-    entries: Entries = dict(tree_files(project.root / "conf", prefix))
+    entries: Entries = {f"{kind}/{name}": path for name, path in files.conf}
     describe_name = f"{prefix}/describe.xml"
     if describe_xml is not None:
         entries[describe_name] = describe_xml
@@ -116,33 +123,15 @@ def _conf_entries(
     return entries
 
 
-def _named_files(project: Project, *, scripts: bool) -> Entries:
-    """The eula and icon (and, for the pack itself, the scripts) named in manifest.txt."""
-    manifest = project.manifest
-    named = [(manifest.eula_file, "eula file"), (manifest.icon_file, "pack icon")]
-    if scripts:
-        named += [
-            (manifest.validation_script, "pack validation script"),
-            (manifest.pre_script, "adapter pre-install script"),
-            (manifest.post_script, "adapter post-install script"),
-        ]
-    entries: Entries = {}
-    for relative, what in named:
-        if relative:
-            name, path = named_file(project.root, relative, what)
-            entries[name] = path
-    return entries
-
-
 def _adapter_zip(
-    project: Project, kind: str, kind_conf: bytes, manifest_bytes: bytes, conf: Entries
+    files: PackFiles, kind: str, kind_conf: bytes, manifest_bytes: bytes, conf: Entries
 ) -> bytes:
     archive = DeterministicZip()
     _add_all(
         archive,
         [(f"{kind}.conf", kind_conf), ("manifest.txt", manifest_bytes)],
-        _named_files(project, scripts=False).items(),
-        tree_files(project.root / "resources", "resources"),
+        files.named,
+        files.resources,
         conf.items(),
     )
     buffer = io.BytesIO()
@@ -150,14 +139,15 @@ def _adapter_zip(
     return buffer.getvalue()
 
 
-def _pack_entries(project: Project, manifest_bytes: bytes, adapter_zip: bytes) -> DeterministicZip:
+def _pack_entries(files: PackFiles, manifest_bytes: bytes, adapter_zip: bytes) -> DeterministicZip:
     archive = DeterministicZip()
     _add_all(
         archive,
         [("manifest.txt", manifest_bytes), ("adapter.zip", adapter_zip)],
-        _named_files(project, scripts=True).items(),
-        tree_files(project.root / "resources", "resources"),
-        content_files(project.root),
+        files.named,
+        files.scripts,
+        files.resources,
+        files.content,
     )
     return archive
 

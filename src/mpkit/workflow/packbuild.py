@@ -22,6 +22,7 @@ from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.interaction import Prompter, Reporter
+from mpkit.pack.layout import pack_files
 from mpkit.pack.writer import ImageLocation, build_pack
 from mpkit.project.globalconfig import remember_project
 from mpkit.project.load import load_project, save_container_repository
@@ -56,6 +57,7 @@ class PackBuildOptions:
     engine: EngineChoice = EngineChoice.AUTO
     pull: bool = False  # re-check the base image's tag now (--pull)
     wheelhouse: Path | None = None
+    allow_external_links: bool = False  # follow links that leave the project (pack and image)
 
 
 @dataclass
@@ -107,6 +109,8 @@ def build_pack_flow(
 ) -> PackBuildOutcome:
     started = time.monotonic()
     project = load_project(options.project)
+    # Fail fast: every file the pack will hold is readable and within the link policy.
+    pack_files(project, allow_external_links=options.allow_external_links)
     ask = prompter if prompter.interactive else None
     own = own_describe(project, ask)  # fail fast: before the long build, not after the push
     if own is not None:
@@ -133,6 +137,7 @@ def build_pack_flow(
                     project=project.root, cache_root=default_cache_dir(),
                     settings=options.settings, client_options=options.client_options,
                     engine=options.engine, wheelhouse=options.wheelhouse, pull=options.pull,
+                    allow_external_links=options.allow_external_links,
                 ),
                 log=_both(reporter),
             )  # fmt: skip
@@ -164,6 +169,7 @@ def build_pack_flow(
             api_version=described.api_version,
             describe_xml=described.describe_xml,
             resources_properties=described.resources_properties,
+            allow_external_links=options.allow_external_links,
         )
         saved = _save_repository(project, targets)
         remember_project(options.global_config, project.root)  # as the SDK does
