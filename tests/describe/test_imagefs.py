@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mpkit.cache.root import CacheRoot
 from mpkit.describe.hostshim import parse_arguments
 from mpkit.describe.imagefs import HostPython, compiled_problem, extract_paths
 from mpkit.image import mediatypes
@@ -43,7 +44,7 @@ def test_whiteouts_and_opaque_directories_apply(tmp_path: Path) -> None:
         layer(("site/.wh.gone.py", "", ""), ("site/old/.wh..wh..opq", "", ""),
               ("site/old/y.py", "y", ""), ("site/a.py", "a2", "")),
     ]  # fmt: skip
-    extract_paths(layers, ["/site"], tmp_path / "out", cache_dir=tmp_path / "cache")
+    extract_paths(layers, ["/site"], tmp_path / "out", cache=CacheRoot(tmp_path / "cache"))
     files = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.py"))
     assert files == ["site/a.py", "site/old/y.py"]
     assert (tmp_path / "out" / "site" / "a.py").read_text() == "a2"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mpkit.image.archive import read_docker_archive, read_oci_archive
-from mpkit.image.cache import LayerCache, default_cache_dir
+from mpkit.image.cache import LayerCache
 from mpkit.image.digest import HashingWriter, digest_hex, sha256_digest, validate_digest
 from mpkit.image.layout import OCILayoutReader, OCILayoutWriter, open_oci_layout, read_oci_layout
 from mpkit.image.select import DEFAULT_PLATFORM, select_platform
@@ -22,7 +22,6 @@ __all__ = [
     "OCILayoutReader",
     "OCILayoutWriter",
     "Platform",
-    "default_cache_dir",
     "digest_hex",
     "load_source",
     "open_oci_layout",
