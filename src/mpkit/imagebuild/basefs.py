@@ -216,15 +216,17 @@ class LayeredFilesystem:
         return list(self._layers)
 
     def walk(self, top: str) -> Iterator[Placed]:
-        """*top* and everything below it, parents before their children, names sorted."""
+        """*top* and everything below it, parents before their children, names sorted.
+
+        Entries a layer put below a symbolic link are listed too (a tar extraction writes
+        them through the link)."""
         path = normpath(top)
         attrs = self._attrs(path)
         if attrs is None:
             return
         yield Placed(path, _info(attrs), attrs[6])
-        if attrs[0] == "dir":
-            for name in self.listdir(path):
-                yield from self.walk(posixpath.join(path, name))
+        for name in self.listdir(path):
+            yield from self.walk(posixpath.join(path, name))
 
     def _directory(self, path: str) -> dict[str, Attrs] | None:
         found = self._directories.get(path)

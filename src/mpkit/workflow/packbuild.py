@@ -106,7 +106,7 @@ def build_pack_flow(
     options: PackBuildOptions, *, prompter: Prompter, reporter: Reporter
 ) -> PackBuildOutcome:
     """Build the project into its pack, one build of a project at a time."""
-    with project_build_lock(options.project, waiting=reporter.info):
+    with project_build_lock(options.project, waiting=reporter.warn):
         return _build_pack_flow(options, prompter=prompter, reporter=reporter)
 
 
