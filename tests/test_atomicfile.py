@@ -107,7 +107,7 @@ def test_temps_of_older_versions_go_once_they_are_old(tmp_path: Path) -> None:
     for path in (young, old):
         path.write_bytes(b"x")
     os.utime(old, (time.time() - 7200,) * 2)
-    freed = remove_stale(tmp_path, legacy=lambda name: name.endswith(".tmp"))
+    freed = remove_stale(tmp_path, also=lambda name: name.endswith(".tmp"))
     assert freed == 1
     assert [p.name for p in tmp_path.iterdir()] == [young.name]
 

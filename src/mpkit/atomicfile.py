@@ -131,20 +131,9 @@ class AtomicFile:
 
 
 @contextlib.contextmanager
-def atomic_output(
-    path: Path,
-    *,
-    temp_dir: Path | None = None,
-    mode: int = 0o644,
-    durable: bool = True,
-    sync_directory: bool = False,
-    dir_mode: int = 0o777,
-) -> Iterator[BinaryIO]:
-    """A stream that becomes *path* if the block succeeds (see :class:`AtomicFile`)."""
-    with AtomicFile(
-        path, temp_dir=temp_dir, mode=mode, durable=durable, sync_directory=sync_directory,
-        dir_mode=dir_mode,
-    ) as file:  # fmt: skip
+def atomic_output(path: Path, *, temp_dir: Path | None = None) -> Iterator[BinaryIO]:
+    """A stream that becomes *path* (mode 0644) if the block succeeds (see AtomicFile)."""
+    with AtomicFile(path, temp_dir=temp_dir) as file:
         yield file.stream
 
 
@@ -159,11 +148,11 @@ def write_bytes(
     dir_mode: int = 0o777,
 ) -> None:
     """Replace *path* with *data* atomically (see :class:`AtomicFile`)."""
-    with atomic_output(
+    with AtomicFile(
         path, temp_dir=temp_dir, mode=mode, durable=durable, sync_directory=sync_directory,
         dir_mode=dir_mode,
-    ) as stream:  # fmt: skip
-        stream.write(data)
+    ) as file:  # fmt: skip
+        file.stream.write(data)
 
 
 class TempDir:
@@ -240,13 +229,13 @@ def is_stale(path: Path, *, now: float | None = None) -> bool:
 def remove_stale(
     directory: Path,
     *,
-    legacy: Callable[[str], bool] | None = None,
-    legacy_age: float = 3600.0,
+    also: Callable[[str], bool] | None = None,
+    age: float = 3600.0,
 ) -> int:
     """Remove the stale temps directly in *directory*; the bytes freed.
 
-    *legacy* recognises the temp names of older mpkit versions, which carry no owner:
-    those go once they are *legacy_age* seconds old.
+    Entries whose names *also* accepts go too once they are *age* seconds old (by their
+    modification time): e.g. the temps of older mpkit versions, which name no owner.
     """
     freed = 0
     now = time.time()
@@ -258,8 +247,8 @@ def remove_stale(
         path = Path(entry.path)
         if is_temp_name(entry.name):
             stale = is_stale(path, now=now)
-        elif legacy is not None and legacy(entry.name):
-            stale = _older_than(path, now - legacy_age)
+        elif also is not None and also(entry.name):
+            stale = _older_than(path, now - age)
         else:
             continue
         if stale:

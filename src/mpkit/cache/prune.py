@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpkit.atomicfile import is_temp_name, remove_stale, remove_tree, tree_size
+from mpkit.atomicfile import remove_stale, remove_tree, tree_size
 from mpkit.cache.root import AREAS, CacheRoot
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -100,7 +100,7 @@ def prune(
 
 def remove_all(cache: CacheRoot) -> int:
     """Remove every area; temps still being written by a running process stay."""
-    freed = remove_stale(cache.path, legacy=_legacy_name, legacy_age=0)
+    freed = remove_stale(cache.path, also=_legacy_name, age=0)
     for area in AREAS:
         path = cache.path / area.name
         if path == cache.tmp and not path.is_symlink():
@@ -158,10 +158,10 @@ def _legacy_name(name: str) -> bool:
 
 def _legacy_leftovers(cache: CacheRoot) -> int:
     """Temps that mpkit versions before the ``tmp/`` area left next to their targets."""
-    freed = remove_stale(cache.pydeps, legacy=lambda n: n.startswith("tmp-"), legacy_age=LEGACY_AGE)
-    freed += remove_stale(cache.hostfs, legacy=lambda n: n.startswith("."), legacy_age=LEGACY_AGE)
+    freed = remove_stale(cache.pydeps, also=lambda n: n.startswith("tmp-"), age=LEGACY_AGE)
+    freed += remove_stale(cache.hostfs, also=lambda n: n.startswith("."), age=LEGACY_AGE)
     for directory in _legacy_places(cache):
-        freed += remove_stale(directory, legacy=_legacy_name, legacy_age=LEGACY_AGE)
+        freed += remove_stale(directory, also=_legacy_name, age=LEGACY_AGE)
     return freed
 
 
@@ -190,17 +190,7 @@ def _drop_unused(cache: CacheRoot, cutoff: float) -> int:
 
 
 def _remove_old(directory: Path, cutoff: float, chosen: Callable[[str], bool]) -> int:
-    freed = 0
-    for path in _entries(directory):
-        if is_temp_name(path.name) or not chosen(path.name):
-            continue
-        try:
-            old = path.lstat().st_mtime < cutoff
-        except OSError:
-            continue
-        if old:
-            freed += remove_tree(path)
-    return freed
+    return remove_stale(directory, also=chosen, age=time.time() - cutoff)
 
 
 def _collect_garbage(cache: CacheRoot) -> int:

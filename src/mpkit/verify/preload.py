@@ -55,7 +55,7 @@ def export_archive(
     name = local_name(ref)
     path.parent.mkdir(parents=True, exist_ok=True)
     # What an earlier, killed export left here (older versions named it .mpkit-preload-*).
-    remove_stale(path.parent, legacy=lambda name: name.startswith(".mpkit-preload-"))
+    remove_stale(path.parent, also=lambda name: name.startswith(".mpkit-preload-"))
     with TempDir(path.parent, f"{path.name}.layout") as work:
         layout = work.path / "layout"
         with open_client(ref.registry, options=options, explicit=credential) as client:

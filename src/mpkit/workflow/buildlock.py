@@ -36,7 +36,7 @@ def project_build_lock(root: Path, *, waiting: Callable[[str], None]) -> Iterato
     fd = _acquire(path, waiting)
     try:
         for directory in (root / "build", root):
-            remove_stale(directory, legacy=lambda name: _LEGACY_TEMP.match(name) is not None)
+            remove_stale(directory, also=lambda name: _LEGACY_TEMP.match(name) is not None)
         yield
     finally:
         if fd is not None:
