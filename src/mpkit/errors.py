@@ -168,3 +168,32 @@ class BuildServerError(MpkitError):
     """The resident build server could not be started or reached."""
 
     code = "build_server"
+
+
+class ContainerEngineError(MpkitError):
+    """A container engine (podman, docker, buildah) is missing or failed, or the container
+    it ran did. The message ends with the tail of the engine's output."""
+
+    code = "container_engine"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        engine: str | None = None,
+        exit_status: int | None = None,
+        output: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.engine = engine  # "podman", "docker" or "buildah"
+        self.exit_status = exit_status  # None: the program did not start or did not finish
+        self.output = output  # the tail of its output, as in the message
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.engine is not None:
+            out["engine"] = self.engine
+        if self.exit_status is not None:
+            out["exit_status"] = self.exit_status
+        return out

@@ -1,5 +1,5 @@
 """Console entry points: hand the command to the resident build server when one can take
-it, else run it in this process. Import-light until it knows which (see mpkit.daemon)."""
+it, else run it in this process. Import-light until it knows which (see mpkit.buildserver)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def launch(prog: str, args: list[str]) -> int:
 
 def _launch(prog: str, args: list[str]) -> int:
     if _served(prog, args):
-        from mpkit.daemon import paths
+        from mpkit.buildserver import paths
 
         try:
             mode = paths.mode()
@@ -68,25 +68,32 @@ def _served(prog: str, args: list[str]) -> bool:
 
 
 def _through_server(prog: str, args: list[str], mode: str) -> int | None:
-    from mpkit.daemon import client, paths
+    """The command's exit code from the build server; None to run it here instead.
+
+    "auto" (the default) uses a server that ``mpkit daemon start`` started; "on" also
+    starts one when none runs.
+    """
+    from mpkit.buildserver import client, paths
 
     if not client.supported():
         return None
     server = paths.server_paths()
+    if mode == "auto" and not os.path.exists(server.socket):
+        return None  # the usual case: no server, and no cost to find that out
     fingerprint = paths.fingerprint()
     try:
         return client.run(prog, args, server, fingerprint)
     except client.NotServed:
-        pass
-    interactive = os.isatty(0) and os.isatty(2)
-    if mode == "on" or interactive:
-        from mpkit.daemon import control
+        if mode != "on":
+            return None
+    from mpkit.buildserver import control
+    from mpkit.errors import BuildServerError
 
-        # "on" waits for the server and uses it now; "auto" at a terminal starts it for
-        # the next command and runs this one here.
-        if control.start_server(server, fingerprint, wait=mode == "on") and mode == "on":
-            try:
-                return client.run(prog, args, server, fingerprint)
-            except client.NotServed:
-                return None
+    try:
+        control.ensure_running(server, fingerprint)
+        return client.run(prog, args, server, fingerprint)
+    except BuildServerError as exc:
+        sys.stderr.write(f"mpkit: warning: {exc.message}; running without it\n")
+    except client.NotServed:
+        pass
     return None

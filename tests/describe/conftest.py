@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from mpkit.engine import EngineChoice
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.project.load import load_project
 from mpkit.project.model import Project
@@ -121,7 +122,7 @@ def build_project(root: Path, sdk_base: SdkBase, cache: Path) -> Built:
     settings = Settings(mirrors={k: (v,) for k, v in sdk_base.mirror.items()})
     request = BuildRequest(
         project=root, cache_root=cache, settings=settings, client_options=ClientOptions(),
-        engine="none",
+        engine=EngineChoice.NONE,
     )  # fmt: skip
     return Built(load_project(root), build_image(request))
 

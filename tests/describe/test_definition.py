@@ -19,6 +19,7 @@ from mpkit.describe import (
     generate_describe,
 )
 from mpkit.describe.definition import DefinitionResult
+from mpkit.engine import EngineChoice
 from tests.describe.conftest import MakeAdapter, sample_definition
 from tests.describe.test_generate import ScriptedPrompter
 from tests.fixtures.baseimage import USER_ID, WORKDIR
@@ -82,11 +83,13 @@ def test_without_an_engine_auto_uses_the_host(make_adapter: MakeAdapter, build_c
     assert result.way == "host"
     assert "no container engine (podman or docker) is installed" in result.reason
     assert "can load the image's packages" in result.reason
-    result = adapter_definition(built.project, built.build.image, engine="none",
+    result = adapter_definition(built.project, built.build.image, engine=EngineChoice.NONE,
                                 cache_dir=build_cache)  # fmt: skip
-    assert "--engine none rules out running the image" in result.reason
+    assert "--engine none rules out container engines" in result.reason
     with pytest.raises(AdapterDefinitionError, match="podman is not installed"):
-        adapter_definition(built.project, built.build.image, engine="podman", way="image")
+        adapter_definition(
+            built.project, built.build.image, engine=EngineChoice.PODMAN, way="image"
+        )
 
 
 def test_a_broken_engine_falls_back_to_the_host(
@@ -100,12 +103,14 @@ def test_a_broken_engine_falls_back_to_the_host(
     monkeypatch.setenv("PATH", f"{fake}:{Path(sys.executable).parent}:/usr/bin:/bin")
     built = make_adapter({"definition": sample_definition()})
     logged: list[str] = []
-    result = adapter_definition(built.project, built.build.image, engine="podman",
+    result = adapter_definition(built.project, built.build.image, engine=EngineChoice.PODMAN,
                                 cache_dir=build_cache, log=logged.append)  # fmt: skip
     assert result.way == "host"
-    assert "podman failed: podman load failed: Error: no storage here" in result.reason
+    assert "podman failed: podman load failed (exit 125): Error: no storage here" in result.reason
     with pytest.raises(AdapterDefinitionError, match="podman failed"):
-        adapter_definition(built.project, built.build.image, engine="podman", way="image")
+        adapter_definition(
+            built.project, built.build.image, engine=EngineChoice.PODMAN, way="image"
+        )
 
 
 BROKEN = {
@@ -147,9 +152,11 @@ def test_describe_for_build_generates_or_checks_the_projects_own(
 ) -> None:
     built = make_adapter({"definition": sample_definition("Renamed")}, manifest_kind="Old")
     with pytest.raises(AdapterKindMismatchError):
-        describe_for_build(built.project, built.build.image, engine="none", cache_dir=build_cache)
+        describe_for_build(
+            built.project, built.build.image, engine=EngineChoice.NONE, cache_dir=build_cache
+        )
     answered = ScriptedPrompter(interactive=True, answer=0)
-    outcome = describe_for_build(built.project, built.build.image, engine="none",
+    outcome = describe_for_build(built.project, built.build.image, engine=EngineChoice.NONE,
                                  cache_dir=build_cache, prompter=answered)  # fmt: skip
     assert outcome.project.manifest.adapter_kind == "Renamed"
     assert outcome.describe_xml and outcome.resources_properties
@@ -158,10 +165,10 @@ def test_describe_for_build_generates_or_checks_the_projects_own(
     conf = outcome.project.root / "conf"
     conf.mkdir(exist_ok=True)
     (conf / "describe.xml").write_bytes(outcome.describe_xml)
-    static = describe_for_build(outcome.project, built.build.image, engine="none")
+    static = describe_for_build(outcome.project, built.build.image, engine=EngineChoice.NONE)
     assert (static.describe_xml, static.definition, static.api_version) == (None, None, "1.0.0")
     (conf / "describe.xml").write_bytes(
         outcome.describe_xml.replace(b'version="1"', b'version="x"')
     )
     with pytest.raises(DescribeError, match="does not satisfy"):
-        describe_for_build(outcome.project, built.build.image, engine="none")
+        describe_for_build(outcome.project, built.build.image, engine=EngineChoice.NONE)

@@ -17,6 +17,7 @@ from pathlib import Path
 from mpkit.describe import adapter_definition, generate_describe
 from mpkit.describe.convert import parse_units
 from mpkit.describe.schema import describe_problems
+from mpkit.engine import EngineChoice
 from mpkit.imagebuild.builder import BuildRequest, build_image
 from mpkit.init import InitOptions, create_project
 from mpkit.pack.writer import ImageLocation, build_pack
@@ -60,7 +61,8 @@ def test_init_project_builds_into_a_pack_with_the_generated_describe(
     cache = tmp_path / "cache"
     settings = Settings(mirrors={k: (v,) for k, v in sdk_base.mirror.items()})
     built = build_image(BuildRequest(project=root, cache_root=cache, settings=settings,
-                                     client_options=ClientOptions(), engine="none"))  # fmt: skip
+                                     client_options=ClientOptions(),
+                                     engine=EngineChoice.NONE))  # fmt: skip
     assert built.builder == "native"
     image = built.image
     tag = f"1.0.0_{image.digest.partition(':')[2][:12]}"

@@ -452,7 +452,7 @@ def test_shell_run_falls_back_to_podman_or_fails_with_engine_none(
 
     refused = build_fails(cli, project, "--engine", "none", "--output", f"oci:{tmp_path}/none")
     assert "line 3: RUN is not a plain pip install" in refused.stderr
-    assert "--engine none forbids" in refused.stderr
+    assert "--engine none rules out container engines" in refused.stderr
     assert "--engine auto (or podman, docker, buildah)" in refused.stderr
     assert not (tmp_path / "none").exists()
 

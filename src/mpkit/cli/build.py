@@ -17,11 +17,12 @@ from mpkit.cli.common import (
     reference_arg,
 )
 from mpkit.cli.output import Output, human_size
+from mpkit.engine import EngineChoice
 from mpkit.errors import UsageError
 from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.source import parse_source
-from mpkit.imagebuild.builder import ENGINE_CHOICES, BuildRequest, BuildResult, build_image
+from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.registry import blob_locations, open_client, push_image
 from mpkit.settings import load_settings
 
@@ -42,7 +43,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     build.add_argument(
         "--engine",
-        choices=ENGINE_CHOICES,
+        choices=EngineChoice.names(),
         default="auto",
         help="engine for what the native builder cannot do (default auto)",
     )
@@ -88,7 +89,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         client_options=options,
         platform=platform_arg(args),
         build_args=_build_args(args.build_arg),
-        engine=args.engine,
+        engine=EngineChoice.parse(args.engine),
         wheelhouse=args.wheelhouse,
         pull=args.pull,
     )

@@ -6,9 +6,9 @@ import argparse
 import os
 import time
 
+from mpkit.buildserver import control, paths
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
-from mpkit.daemon import control, paths
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,10 +16,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "daemon",
         help="the resident build server that makes repeated builds start instantly",
         description="A resident mpkit that has already imported itself and forks one child "
-        f"per command. {paths.ENV_MODE}=auto (default) uses a running server and starts "
-        "one for build commands run at a terminal; on: always; off: never. It stops after "
+        "per command, so that build, image, verify and cache commands start instantly. Off "
+        "until 'mpkit daemon start'; then commands use it until it stops, after "
         f"{paths.ENV_IDLE} seconds without commands (default "
-        f"{paths.DEFAULT_IDLE_SECONDS // 60} minutes).",
+        f"{paths.DEFAULT_IDLE_SECONDS // 60} minutes) or on 'mpkit daemon stop'. "
+        f"{paths.ENV_MODE}=on also starts one when none runs; off never uses one.",
     )
     add_output_options(daemon)
     daemon.set_defaults(handler=cmd_status)
@@ -66,7 +67,7 @@ def cmd_stop(args: argparse.Namespace, out: Output) -> int:
     running = found.get("commands_running", 0)
     text = f"Stopped the build server (pid {found.get('pid')})."
     if running:
-        text += f" {running} command(s) it was running will finish first."
+        text += f" The {running} command(s) it started run to their end."
     out.result({**found, "stopped": True}, text)
     return 0
 

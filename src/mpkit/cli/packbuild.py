@@ -17,8 +17,8 @@ from mpkit.cli.common import (
 from mpkit.cli.output import Output, human_size
 from mpkit.cli.prompts import TerminalPrompter
 from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, env_credential
+from mpkit.engine import EngineChoice
 from mpkit.errors import MpkitError, UsageError
-from mpkit.imagebuild.builder import ENGINE_CHOICES
 from mpkit.project.globalconfig import find_project, load_global_config, no_project_error
 from mpkit.settings import load_settings
 from mpkit.workflow.packbuild import PackBuildOptions, build_pack_flow
@@ -72,7 +72,7 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, positional: bool) ->
     )
     parser.add_argument(
         "--engine",
-        choices=ENGINE_CHOICES,
+        choices=EngineChoice.names(),
         default="auto",
         help="container engine for what the native builder cannot do",
     )
@@ -151,7 +151,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         credential=_credential(args, out),
         insecure_collector=args.insecure_collector_communication,
         verify=not args.no_verify,
-        engine=args.engine,
+        engine=EngineChoice.parse(args.engine),
         wheelhouse=args.wheelhouse,
         pull=args.pull,
     )

@@ -119,7 +119,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
-    from mpkit.server.daemon import start_detached
+    from mpkit.server.control import start_detached
     from mpkit.server.server import Server
 
     config = config_from_args(args)
@@ -167,7 +167,7 @@ def _push_policy(config: ServerConfig) -> str:
 
 
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
-    from mpkit.server.daemon import status
+    from mpkit.server.control import status
 
     root = _root(args)
     handle = status(root)
@@ -184,7 +184,7 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_stop(args: argparse.Namespace, out: Output) -> int:
-    from mpkit.server.daemon import stop
+    from mpkit.server.control import stop
 
     root = _root(args)
     handle = stop(root)

@@ -14,11 +14,11 @@ from mpkit.cli.common import (
     explicit_credential,
 )
 from mpkit.cli.output import Output, human_size, short
+from mpkit.engine import EngineChoice
 from mpkit.errors import EXIT_FAILED, EXIT_OK, InvalidReferenceError, UsageError
 from mpkit.project.load import MIN_MEMORY_LIMIT_MB
 from mpkit.reference import normalize_registry
 from mpkit.verify import VerifyReport, pack_image, read_pack, verify_pack
-from mpkit.verify.engine import ENGINE_CHOICES, find_engine
 from mpkit.verify.preload import export_archive, local_name, render_script, write_script
 from mpkit.verify.run import run_pack
 
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "config.json when PACK is in <project>/build/, else 1024 MB.",
     )
     run.add_argument("pack", type=Path, metavar="PACK", help="the .pak file")
-    run.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
+    run.add_argument("--engine", choices=EngineChoice.names(to_run=True), default="auto",
                      help="container engine (default: podman, else docker)")  # fmt: skip
     run.add_argument("--memory", type=int, metavar="MB", help="memory limit in MB")
     run.add_argument("-P", "--port", type=int, metavar="PORT",
@@ -261,11 +261,10 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         insecure = frozenset(normalize_registry(h) for h in args.insecure_registry)
     except InvalidReferenceError as exc:
         raise UsageError(f"--insecure-registry: {exc.message}", hint=exc.hint) from None
-    engine = find_engine(args.engine)
     result = run_pack(
-        args.pack, engine, memory_mb=args.memory, host_port=args.port, keep=args.keep,
-        timeout=args.timeout, default_registry=_default_registry(args),
-        insecure_registries=insecure, say=out.info,
+        args.pack, EngineChoice.parse(args.engine, to_run=True), memory_mb=args.memory,
+        host_port=args.port, keep=args.keep, timeout=args.timeout,
+        default_registry=_default_registry(args), insecure_registries=insecure, say=out.info,
     )  # fmt: skip
     lines = [
         f"Image:      {result.image}",
@@ -276,7 +275,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     ]
     if result.kept:
         lines.append(f"Running:    {result.url} (container {result.container})")
-        lines.append(f"Stop it:    {engine.name} rm --force {result.container}")
+        lines.append(f"Stop it:    {result.engine} rm --force {result.container}")
     else:
         lines.append(f"Container:  {result.container} removed")
     for warning in result.warnings:

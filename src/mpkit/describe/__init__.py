@@ -1,4 +1,4 @@
-"""describe.xml from the adapter's own definition (issue #7).
+"""describe.xml from the adapter's own definition.
 
 Most SDK projects ship no conf/describe.xml: the build asks the adapter for its
 definition (:func:`adapter_definition`, in the image or on the host) and turns it into
@@ -24,6 +24,7 @@ from mpkit.describe.generate import (
     offer_manifest_fix,
 )
 from mpkit.describe.schema import schema_for, validate_describe
+from mpkit.engine import EngineChoice
 from mpkit.image.types import Image
 from mpkit.interaction import Prompter
 from mpkit.project.model import Project
@@ -41,6 +42,7 @@ __all__ = [
     "fix_manifest_adapter_kind",
     "generate_describe",
     "offer_manifest_fix",
+    "own_describe",
 ]
 
 
@@ -61,7 +63,7 @@ def describe_for_build(
     image: Image,
     *,
     prompter: Prompter | None = None,
-    engine: str | None = "auto",
+    engine: EngineChoice = EngineChoice.AUTO,
     way: str = "auto",
     pushed_reference: str | None = None,
     insecure_registries: Collection[str] = (),
@@ -73,10 +75,9 @@ def describe_for_build(
     An adapter-kind mismatch with manifest.txt is offered for fixing on a terminal
     (*prompter*), and otherwise raised with the fix named.
     """
-    static = project.root / "conf" / "describe.xml"
-    if static.is_file():
-        project = check_static_describe(project, static, prompter)
-        return BuildDescribe(project, None, None, DEFAULT_API_VERSION, None)
+    own = own_describe(project, prompter)
+    if own is not None:
+        return own
     result = adapter_definition(
         project, image, engine=engine, way=way, pushed_reference=pushed_reference,
         insecure_registries=insecure_registries, cache_dir=cache_dir, log=log,
@@ -95,6 +96,16 @@ def describe_for_build(
             result.definition, project, units=result.units, log=log
         )
     return BuildDescribe(project, describe_xml, properties, result.api_version, result)
+
+
+def own_describe(project: Project, prompter: Prompter | None = None) -> BuildDescribe | None:
+    """The project's own conf/describe.xml, checked (schema, adapter kind), or None when it
+    ships none. A build calls this before the long image build, to fail fast."""
+    path = project.root / "conf" / "describe.xml"
+    if not path.is_file():
+        return None
+    project = check_static_describe(project, path, prompter)
+    return BuildDescribe(project, None, None, DEFAULT_API_VERSION, None)
 
 
 def check_static_describe(project: Project, path: Path, prompter: Prompter | None) -> Project:

@@ -1,4 +1,4 @@
-"""Ask the built adapter for its definition without a Docker daemon (issue #7, SPEC §6).
+"""Ask the built adapter for its definition without a Docker daemon.
 
 The adapter_definition command of commands.cfg is run as ``<command> <input> <output>``
 and writes its definition as JSON into the output file, as under the SDK's server.
@@ -28,13 +28,9 @@ from typing import Any, Literal
 from mpkit.describe.convert import UnitType, parse_units
 from mpkit.describe.errors import AdapterDefinitionError, DescribeError
 from mpkit.describe.hostway import HostUnsuitable, plan_host_run, prepare_host_run, run_on_host
-from mpkit.describe.imageway import (
-    EngineFailure,
-    available_engines,
-    image_job,
-    run_in_image,
-    write_job,
-)
+from mpkit.describe.imageway import image_job, run_in_image, write_job
+from mpkit.engine import Engine, EngineChoice, find_engines
+from mpkit.errors import ContainerEngineError
 from mpkit.image.types import Image
 from mpkit.project.model import Project
 
@@ -77,7 +73,7 @@ def adapter_definition(
     project: Project,
     image: Image,
     *,
-    engine: str | None = "auto",
+    engine: EngineChoice = EngineChoice.AUTO,
     way: str = "auto",
     pushed_reference: str | None = None,
     insecure_registries: Collection[str] = (),
@@ -87,8 +83,8 @@ def adapter_definition(
 ) -> DefinitionResult:
     """Run *project*'s adapter_definition command from the built *image*.
 
-    *engine* is the build's ``--engine`` choice ("auto", "podman", "docker"; "none" or
-    "buildah" rule out the image way). *way* forces "image" or "host". With
+    *engine* chooses the engines to try (none, and engines that cannot run containers,
+    rule out the image way). *way* forces "image" or "host". With
     *pushed_reference* (where the build pushed *image*) the engine pulls instead of
     loading an archive. *cache_dir* is the build cache (layer listings are kept there).
     """
@@ -97,17 +93,17 @@ def adapter_definition(
             f"unknown way {way!r} to run the adapter", hint="use auto, image or host"
         )
     log(f"asking the adapter of {project.manifest.display_name} for its definition")
-    engines = available_engines(engine) if way != "host" else []
+    engines = find_engines(engine, to_run=True) if way != "host" else []
     refusals: list[str] = []
     if way in ("auto", "image"):
         if not engines:
-            refusals.append(_no_engine(engine))
-        for program in engines:
+            refusals.append(engine.unavailable(to_run=True))
+        for candidate in engines:
             try:
-                return _image_way(image, program, pushed_reference,
+                return _image_way(image, candidate, pushed_reference,
                                   insecure_registries, timeout, refusals, log)  # fmt: skip
-            except EngineFailure as exc:
-                refusals.append(f"{Path(program).name} failed: {exc}")
+            except ContainerEngineError as exc:
+                refusals.append(f"{candidate.name} failed: {exc.message}")
                 log(refusals[-1])
     if way in ("auto", "host"):
         try:
@@ -122,30 +118,26 @@ def adapter_definition(
     )
 
 
-def _no_engine(engine: str | None) -> str:
-    if engine in ("none", "buildah"):
-        return f"--engine {engine} rules out running the image"
-    if engine in ("podman", "docker"):
-        return f"{engine} is not installed"
-    return "no container engine (podman or docker) is installed"
-
-
 def _image_way(
     image: Image,
-    engine: str,
+    engine: Engine,
     pushed_reference: str | None,
     insecure_registries: Collection[str],
     timeout: float,
     refusals: list[str],
     log: Callable[[str], None],
 ) -> DefinitionResult:
-    name = Path(engine).name
+    name = engine.name
     with _scratch() as io_dir:
         write_job(io_dir, image_job(image, timeout))
         log(f"running the adapter's definition command in the image with {name}")
         run_in_image(engine, image, io_dir, pushed_reference=pushed_reference,
                      insecure_registries=insecure_registries, timeout=timeout, log=log)  # fmt: skip
         result = _read_result(io_dir)
+        if result is None:
+            raise ContainerEngineError(
+                f"the definition runner in {name}'s container wrote no result", engine=name
+            )
         outcome = _definition(io_dir, result, "the image")
     reason = f"{name} ran the built image (the most faithful way)"
     if refusals:
@@ -173,6 +165,8 @@ def _host_way(
             f"{plan.target.version} on the image's packages")  # fmt: skip
         run_on_host(io_dir, env, timeout)
         result = _read_result(io_dir)
+        if result is None:
+            raise HostUnsuitable("the definition runner wrote no result")
         outcome = _definition(io_dir, result, "the host")
     reason = (
         f"{'; '.join(refusals)}; " if refusals else ""
@@ -202,14 +196,13 @@ class _scratch:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _read_result(io_dir: Path) -> dict[str, Any]:
+def _read_result(io_dir: Path) -> dict[str, Any] | None:
+    """What the definition runner wrote, or None when it wrote nothing readable."""
     try:
         data = json.loads((io_dir / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise EngineFailure("the definition runner wrote no result") from None
-    if not isinstance(data, dict):
-        raise EngineFailure("the definition runner wrote no result")
-    return data
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _definition(io_dir: Path, result: Mapping[str, Any], where: str) -> dict[str, Any]:

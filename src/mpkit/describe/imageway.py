@@ -10,37 +10,24 @@ given is removed again, unless the engine already had it.
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from mpkit.engine import ContainerSpec, Engine, output_tail
+from mpkit.errors import ContainerEngineError
 from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Image
-from mpkit.imagebuild.engine import engine_environment, installed_engines
 from mpkit.reference import is_loopback_host, parse_reference
-from mpkit.verify.engine import RUN_ENGINES
 
-ENGINES = RUN_ENGINES
 MOUNT = "/io"
-ENGINE_FAILED = 125  # podman and docker: the engine itself failed, not the command
-ENGINE_TIMEOUT = 600.0
-
-
-class EngineFailure(Exception):
-    """The engine could not take or run the image (not the adapter's failure)."""
-
-
-def available_engines(choice: str | None) -> list[str]:
-    """Engines to try for *choice* ("auto"/None: podman then docker; "none": none)."""
-    return [path for _, path in installed_engines(choice, ENGINES)]
 
 
 def run_in_image(
-    engine: str,
+    engine: Engine,
     image: Image,
     io_dir: Path,
     *,
@@ -49,88 +36,58 @@ def run_in_image(
     timeout: float,
     log: Callable[[str], None],
 ) -> None:
-    """Run ``runner.py`` from *io_dir* inside *image*; raise EngineFailure if it never ran."""
-    name = Path(engine).name
-    reference, cleanup = _image_in_engine(
-        engine, image, io_dir, pushed_reference, insecure_registries, log
-    )
-    container = f"mpkit-definition-{uuid.uuid4().hex[:12]}"
+    """Run ``runner.py`` from *io_dir* inside *image*; a ContainerEngineError if it never ran."""
+    reference, cleanup = _image_in_engine(engine, image, pushed_reference, insecure_registries, log)
     try:
-        # ":Z" relabels the scratch directory on SELinux hosts; engines ignore it elsewhere.
-        argv = [
-            engine, "run", "--rm", "--name", container, "--network", "none",
-            "--entrypoint", "python3", "--volume", f"{io_dir}:{MOUNT}:Z",
-            reference, f"{MOUNT}/runner.py", MOUNT,
-        ]  # fmt: skip
-        log(f"$ {' '.join(argv)}")
-        try:
-            done = _run(argv, timeout=timeout + 60)
-        except EngineFailure:
-            _run([engine, "rm", "--force", container], timeout=60)
-            raise
+        spec = ContainerSpec(
+            reference, f"mpkit-definition-{uuid.uuid4().hex[:12]}", network="none",
+            entrypoint="python3", mounts=[(io_dir, MOUNT)],
+            command=[f"{MOUNT}/runner.py", MOUNT],
+        )  # fmt: skip
+        done = engine.run(spec, timeout=timeout + 60, log=log)
         if not (io_dir / "result.json").is_file():
-            raise EngineFailure(
-                f"{name} run exited with status {done.returncode} before the definition runner "
-                f"finished: {_last_lines(done.stderr)}"
-            )
+            raise ContainerEngineError(
+                f"{engine.name} run exited with status {done.returncode} before the definition "
+                f"runner finished: {output_tail(done.stderr or done.stdout)}",
+                engine=engine.name, exit_status=done.returncode,
+            )  # fmt: skip
     finally:
         if cleanup:
-            _run([engine, "rmi", "--force", reference], timeout=120)
+            engine.remove_image(reference)
 
 
 def _image_in_engine(
-    engine: str,
+    engine: Engine,
     image: Image,
-    io_dir: Path,
     pushed_reference: str | None,
     insecure_registries: Collection[str],
     log: Callable[[str], None],
 ) -> tuple[str, bool]:
     """The name to run the image by, and whether to remove it afterwards."""
-    name = Path(engine).name
     if pushed_reference:
         reference = _by_digest(pushed_reference, image.digest)
-        had_it = _run([engine, "image", "inspect", reference], timeout=60).returncode == 0
-        argv = [engine, "pull", "--quiet"]
+        had_it = engine.has_image(reference)
         registry = parse_reference(reference).registry
-        if name == "podman" and (is_loopback_host(registry) or registry in insecure_registries):
-            argv.append("--tls-verify=false")
-        done = _run([*argv, reference], timeout=ENGINE_TIMEOUT)
-        if done.returncode == 0:
-            log(f"{name} pulled {reference}")
+        plain_http = is_loopback_host(registry) or registry in insecure_registries
+        try:
+            engine.pull(reference, tls_verify=not plain_http)
+        except ContainerEngineError as exc:
+            log(f"{exc.message}; loading the image")
+        else:
+            log(f"{engine.name} pulled {reference}")
             return reference, not had_it
-        log(f"{name} could not pull {reference} ({_last_lines(done.stderr)}); loading the image")
     tag = f"localhost/mpkit-definition:{digest_hex(image.digest)[:12]}"
     with tempfile.TemporaryDirectory(prefix="mpkit-archive-") as scratch:
         archive = Path(scratch) / "image.tar"
         write_docker_archive(image, archive, [tag])
-        done = _run([engine, "load", "--input", str(archive)], timeout=ENGINE_TIMEOUT)
-    if done.returncode != 0:
-        raise EngineFailure(f"{name} load failed: {_last_lines(done.stderr or done.stdout)}")
-    log(f"{name} loaded the image as {tag}")
+        engine.load(archive)
+    log(f"{engine.name} loaded the image as {tag}")
     return tag, True
 
 
 def _by_digest(reference: str, digest: str) -> str:
     parsed = parse_reference(reference)
     return f"{parsed.registry}/{parsed.path}@{digest}"
-
-
-def _run(argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-            check=False, env=engine_environment(),
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise EngineFailure(f"{' '.join(argv[:2])} took longer than {timeout:.0f} s") from None
-    except OSError as exc:
-        raise EngineFailure(f"cannot run {argv[0]}: {exc}") from None
-
-
-def _last_lines(text: str, count: int = 3) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " / ".join(lines[-count:]) or "no output"
 
 
 def image_job(image: Image, timeout: float) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpkit.cache.root import CacheRoot
-from mpkit.errors import ConfigError
+from mpkit.engine import EngineChoice, find_engines
+from mpkit.errors import ConfigError, ContainerEngineError
 from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import source_date_epoch
 from mpkit.image.select import DEFAULT_PLATFORM
@@ -15,14 +16,12 @@ from mpkit.image.types import Image, Platform
 from mpkit.imagebuild.base import BaseImage, BaseResolver, base_reference, mirror_candidates
 from mpkit.imagebuild.context import BuildContext
 from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
-from mpkit.imagebuild.engine import EngineError, engine_build, find_engine
+from mpkit.imagebuild.fallback import engine_build
 from mpkit.imagebuild.native import NativeBuild, StepReport, check_native
 from mpkit.imagebuild.stage import StageEvaluator
 from mpkit.reference import is_loopback_host
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
-
-ENGINE_CHOICES = ("auto", "none", "podman", "docker", "buildah")
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class BuildRequest:
     dockerfile: Path | None = None  # default: <project>/Dockerfile
     platform: Platform = DEFAULT_PLATFORM
     build_args: dict[str, str] = field(default_factory=dict)
-    engine: str = "auto"
+    engine: EngineChoice = EngineChoice.AUTO
     wheelhouse: Path | None = None
     pull: bool = False  # ask the base's registry even if its tag was resolved recently
 
@@ -116,20 +115,20 @@ def _engine(
         "WORKDIR, USER, LABEL, EXPOSE, CMD, ENTRYPOINT, STOPSIGNAL, HEALTHCHECK and "
         "'RUN pip install …'"
     )
-    if request.engine == "none":
-        raise EngineError(f"{where}: {why}, and --engine none forbids one", hint=options_hint)
-    engine = find_engine(request.engine)
-    if engine is None:
-        raise EngineError(f"{where}: {why}, and no container engine is installed",
-                          hint=options_hint)  # fmt: skip
-    log(f"{where}: {why}; building with {engine}")
+    engines = find_engines(request.engine)
+    if not engines:
+        raise ContainerEngineError(
+            f"{where}: {why}, and {request.engine.unavailable()}", hint=options_hint
+        )
+    engine = engines[0]
+    log(f"{where}: {why}; building with {engine.name}")
     rewrites, plain_http = _from_rewrites(text, request)
     image = engine_build(
         engine, request.project, text, platform=request.platform,
         ignore_patterns=context.ignore_patterns(), from_rewrites=rewrites,
         plain_http_base=plain_http, cache=LayerCache(cache), log=log,
     )  # fmt: skip
-    return BuildResult(image, engine, context.digest(), fallback_reason=f"line {line}: {why}")
+    return BuildResult(image, engine.name, context.digest(), fallback_reason=f"line {line}: {why}")
 
 
 def _from_rewrites(text: str, request: BuildRequest) -> tuple[dict[str, str], bool]:

@@ -19,13 +19,13 @@ if TYPE_CHECKING:
     from mpkit.server.config import ServerConfig as ServerConfig
     from mpkit.server.config import default_root as default_root
     from mpkit.server.config import parse_addr as parse_addr
-    from mpkit.server.daemon import ServerHandle as ServerHandle
-    from mpkit.server.daemon import answers as answers
-    from mpkit.server.daemon import ensure_running as ensure_running
-    from mpkit.server.daemon import serve_argv as serve_argv
-    from mpkit.server.daemon import start_detached as start_detached
-    from mpkit.server.daemon import status as status
-    from mpkit.server.daemon import stop as stop
+    from mpkit.server.control import ServerHandle as ServerHandle
+    from mpkit.server.control import answers as answers
+    from mpkit.server.control import ensure_running as ensure_running
+    from mpkit.server.control import serve_argv as serve_argv
+    from mpkit.server.control import start_detached as start_detached
+    from mpkit.server.control import status as status
+    from mpkit.server.control import stop as stop
     from mpkit.server.server import Server as Server
     from mpkit.server.server import ServerState as ServerState
 
@@ -61,7 +61,7 @@ _HOMES = {
             "status",
             "stop",
         ),
-        "daemon",
+        "control",
     ),
     **dict.fromkeys(("Server", "ServerState"), "server"),
 }

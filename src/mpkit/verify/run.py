@@ -1,4 +1,4 @@
-"""`mpkit run`: do what a cloud proxy does with a pack's image (SPEC §7), locally.
+"""`mpkit run`: do what a cloud proxy does with a pack's image, locally.
 
 Look for ``REGISTRY/REPOSITORY@DIGEST`` in the engine's storage; pull it anonymously if
 absent; start it with the memory limit (swap 512 MB above) and the adapter port
@@ -27,16 +27,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpkit.engine import ContainerSpec, Engine, EngineChoice, find_engine, output_tail
+from mpkit.errors import AccessDeniedError, ContainerEngineError, NotFoundError
 from mpkit.pack import PackError
 from mpkit.project.load import DEFAULT_MEMORY_LIMIT_MB, MIN_MEMORY_LIMIT_MB, load_project_config
 from mpkit.project.registry import SWAP_EXTRA_MB
 from mpkit.reference import is_loopback_host
-from mpkit.verify.engine import ContainerEngineError, Engine
 from mpkit.verify.target import pack_image, read_pack
 
 CONTAINER_PORT = 8080
 POLL_INTERVAL = 0.2
 RUN_LABEL = "io.mpkit.run"
+_DENIED = re.compile(
+    r"unauthorized|authentication required|access.*denied|denied.*access|requested access",
+    re.IGNORECASE,
+)
+_MISSING = re.compile(r"manifest unknown|not found|name unknown|does not exist", re.IGNORECASE)
 
 
 @dataclass
@@ -100,7 +106,7 @@ def memory_limit(pack: Path, flag: int | None) -> tuple[int, str]:
 
 def run_pack(
     pack: Path,
-    engine: Engine,
+    choice: EngineChoice = EngineChoice.AUTO,
     *,
     memory_mb: int | None = None,
     host_port: int | None = None,
@@ -110,8 +116,10 @@ def run_pack(
     insecure_registries: frozenset[str] = frozenset(),
     say: Callable[[str], None] = lambda _msg: None,
 ) -> RunResult:
-    """Run *pack*'s image as a cloud proxy would; the container is removed at the end
-    (also on Ctrl-C and SIGTERM) unless *keep*. *say* receives progress messages."""
+    """Run *pack*'s image as a cloud proxy would, with the engine *choice* finds; the
+    container is removed at the end (also on Ctrl-C and SIGTERM) unless *keep*. *say*
+    receives progress messages."""
+    engine = find_engine(choice, to_run=True)
     contents, problems = read_pack(pack)
     if problems:
         raise PackError(
@@ -134,16 +142,16 @@ def run_pack(
     else:
         say(f"{image} is not in {engine.name}'s local storage; pulling it anonymously")
         tls_verify = not (is_loopback_host(ref.registry) or ref.registry in insecure_registries)
-        engine.pull_anonymously(image, tls_verify=tls_verify)
+        _pull_anonymously(engine, image, tls_verify=tls_verify)
     started = False
     with _interrupts_as_keyboard_interrupt():
         try:
             say(f"starting {name} (memory {limit} MB, swap {SWAP_EXTRA_MB} MB more)")
-            engine.start(
-                image, name=name, publish=f"127.0.0.1:{port}:{CONTAINER_PORT}",
+            engine.start(ContainerSpec(
+                image, name, publish=[f"127.0.0.1:{port}:{CONTAINER_PORT}"],
                 memory_mb=limit, memory_swap_mb=result.memory_swap_mb,
                 labels={RUN_LABEL: contents.kind, f"{RUN_LABEL}.pack": pack.name},
-            )  # fmt: skip
+            ))  # fmt: skip
             started = True
             result.api_version = _wait_for_api_version(engine, name, result.url, timeout)
             expected = contents.kind_conf.get("API_VERSION")
@@ -160,6 +168,29 @@ def run_pack(
                 if started:
                     say(f"removed {name}")
     return result
+
+
+def _pull_anonymously(engine: Engine, image: str, *, tls_verify: bool) -> None:
+    """Pull as a cloud proxy pulls; a refusal or a missing image says what to do."""
+    try:
+        engine.pull(image, anonymous=True, tls_verify=tls_verify)
+    except ContainerEngineError as exc:
+        registry, _, rest = image.partition("/")
+        if _DENIED.search(exc.output):
+            raise AccessDeniedError(
+                f"{engine.name} could not pull {image} anonymously: {exc.output}",
+                hint="Aria Operations cloud proxies pull images only anonymously: make the "
+                "repository public, or preload the image on every cloud proxy (mpkit preload)",
+                anonymous=True, registry=registry, repository=rest.partition("@")[0],
+            ) from None  # fmt: skip
+        if _MISSING.search(exc.output):
+            raise NotFoundError(
+                f"{engine.name} found no image {image}: {exc.output}",
+                hint="push the image again and rebuild the pack (mpkit build)",
+                registry=registry,
+            ) from None
+        exc.hint = "'mpkit verify PACK' tells why a cloud proxy could not pull it"
+        raise
 
 
 def _wait_for_api_version(engine: Engine, name: str, url: str, timeout: float) -> dict[str, Any]:
@@ -180,23 +211,24 @@ def _wait_for_api_version(engine: Engine, name: str, url: str, timeout: float) -
             if not engine.running(name):
                 raise ContainerEngineError(
                     f"the adapter container {name} stopped before answering GET /apiVersion; "
-                    f"its output ends with: {_last_lines(engine.logs(name))}",
+                    f"its output ends with: {_output_end(engine, name)}",
                     hint="the image's command fails; run it with 'mpkit run --keep' and read "
                     f"'{engine.name} logs'",
+                    engine=engine.name,
                 )
             next_state_check = time.monotonic() + 1.0
         time.sleep(POLL_INTERVAL)
     raise ContainerEngineError(
         f"the adapter in {name} did not answer GET {url}/apiVersion within {timeout:.0f} s "
-        f"({last_error}); its output ends with: {_last_lines(engine.logs(name))}",
+        f"({last_error}); its output ends with: {_output_end(engine, name)}",
         hint="the adapter's REST server must listen on port 8080; raise --timeout if it starts "
         "slowly",
+        engine=engine.name,
     )
 
 
-def _last_lines(text: str, count: int = 5) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-count:])[-800:] or "(no output)"
+def _output_end(engine: Engine, container: str) -> str:
+    return output_tail(engine.logs(container), lines=5)
 
 
 def _free_port() -> int:

@@ -17,7 +17,8 @@ from typing import Any
 from mpkit.cache.root import CacheRoot
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
-from mpkit.describe import check_static_describe, describe_for_build
+from mpkit.describe import describe_for_build, own_describe
+from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.interaction import Prompter, Reporter
@@ -53,7 +54,7 @@ class PackBuildOptions:
     credential: Credential | None = None  # from flags / stdin / environment
     insecure_collector: bool = False
     verify: bool = True  # run the cloud proxy's checks on the finished pack
-    engine: str = "auto"
+    engine: EngineChoice = EngineChoice.AUTO
     pull: bool = False  # re-check the base image's tag now (--pull)
     wheelhouse: Path | None = None
 
@@ -116,9 +117,9 @@ def _build_pack_flow(
     started = time.monotonic()
     project = load_project(options.project)
     ask = prompter if prompter.interactive else None
-    static_describe = project.root / "conf" / "describe.xml"
-    if static_describe.is_file():  # fail fast: before the long build, not after the push
-        project = check_static_describe(project, static_describe, ask)
+    own = own_describe(project, ask)  # fail fast: before the long build, not after the push
+    if own is not None:
+        project = own.project
     secrets = list(options.credential.secrets) if options.credential else []
     with build_log(project.root / "logs" / "build.log", secrets):
         log.info("building %s (%s %s)", project.root, project.manifest.name,
@@ -155,10 +156,11 @@ def _build_pack_flow(
         warnings = _docker_hub_allowance(targets.pull, digest, options.client_options)
         for warning in warnings:
             reporter.warn(warning)
-        described = describe_for_build(
+        described = own or describe_for_build(
             project, result.image,
             prompter=ask,
-            engine=options.engine if options.engine != "none" else None,
+            # --engine none is about building; describing still runs the image when it can.
+            engine=EngineChoice.AUTO if options.engine is EngineChoice.NONE else options.engine,
             pushed_reference=str(pushed.reference),
             insecure_registries=options.client_options.insecure_registries,
             cache_dir=CacheRoot.default().path, log=_both(reporter),

@@ -1,13 +1,20 @@
 """The resident build server: imports mpkit once, then forks one child per command.
 
-Started by :mod:`mpkit.daemon.control` as ``python -m mpkit.daemon.server``. It detaches
-at once (double fork), takes ``<stem>.lock`` (one server per installation), imports the
-CLI, and listens on ``<stem>.sock`` (mode 0600, in a 0700 directory, peers checked with
-SO_PEERCRED where the OS has it). Each ``run`` request forks a child that adopts the
-client's descriptors, directory, umask and environment (mpkit.daemon.child); the server
-forwards the client's signals to the child's process group and returns its exit status.
+Started by :mod:`mpkit.buildserver.control` as ``python -m mpkit.buildserver.server``
+in a session of its own. It takes ``<stem>.lock`` (one server per installation), imports
+the CLI, and listens on ``<stem>.sock`` (mode 0600, in a 0700 directory, peers checked
+with SO_PEERCRED where the OS has it).
+
+The server reads only the first frame of a request: ``("run", fingerprint)`` with the
+client's stdin, stdout and stderr attached. It hands the connection itself to a child
+(:mod:`mpkit.buildserver.child`), which reads the command (argv, directory, umask and
+environment, credentials included) and from then on talks to the client alone: it
+reports that it started, takes the client's signals and sends the exit status. So no
+secret of a command ever passes through the server's memory, and a child that was forked
+later inherits none.
+
 It stops after ``--idle`` seconds without commands, on ``stop``, on SIGTERM, or when a
-client runs other mpkit code (``stale``); commands already running finish first.
+client runs other mpkit code (``stale``); commands already running go on to the end.
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ from __future__ import annotations
 import argparse
 import array
 import contextlib
-import fcntl
 import gc
 import importlib
 import os
@@ -28,9 +34,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mpkit.daemon import paths, spare, wire
+from mpkit.background import ServerLock
+from mpkit.buildserver import paths, spare, wire
 
-WARM_MODULES = ("mpkit.cli", "mpkit.cli.packbuild", "mpkit.daemon.child", "mpkit.daemon.spare")
+WARM_MODULES = (
+    "mpkit.cli",
+    "mpkit.cli.packbuild",
+    "mpkit.buildserver.child",
+    "mpkit.buildserver.spare",
+)
 # Imported lazily by their users: describe validation, httpx's first client (its
 # transport stack, ~30 ms), IDNA host names, and the uv wheel's binary lookup.
 OPTIONAL_WARM_MODULES = (
@@ -38,28 +50,23 @@ OPTIONAL_WARM_MODULES = (
     *("uv", "sysconfig"),
 )
 REQUEST_TIMEOUT = 5.0
-KILL_GRACE_SECONDS = 5.0
 MAX_SPARE_FAILURES = 3  # spares that died unused before the server stops making them
-FORWARDABLE = frozenset(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
-)
+STDIO_FDS = 3
 
 
-class Job:
-    """A command running in a child process, the client waiting for it, and the line on
-    which the child reports its exit status before its (slow) teardown."""
+class ChildTask:
+    """What a freshly forked child must become (returned up out of the server loop): the
+    client's connection and its stdin, stdout and stderr."""
 
-    __slots__ = ("conn", "kill_at", "pid", "report")
+    __slots__ = ("conn", "fds")
 
-    def __init__(self, pid: int, conn: socket.socket | None, report: socket.socket) -> None:
-        self.pid = pid
+    def __init__(self, conn: socket.socket, fds: list[int]) -> None:
         self.conn = conn
-        self.report: socket.socket | None = report
-        self.kill_at: float | None = None
+        self.fds = fds
 
 
 class Spare:
-    """A child forked ahead of the next command (mpkit.daemon.spare), and its line to us."""
+    """A child forked ahead of the next command (mpkit.buildserver.spare), and its line."""
 
     __slots__ = ("control", "pid")
 
@@ -68,30 +75,18 @@ class Spare:
         self.control = control
 
 
-class ChildTask:
-    """What a freshly forked child must become (returned up out of the server loop), and
-    where it reports its exit status."""
-
-    __slots__ = ("command", "fds", "report")
-
-    def __init__(self, command: dict[str, object], fds: list[int], report: socket.socket) -> None:
-        self.command = command
-        self.fds = fds
-        self.report = report
-
-
 class Server:
     def __init__(self, where: paths.ServerPaths, fingerprint: str, idle: float) -> None:
         self.where = where
         self.fingerprint = fingerprint
         self.idle = idle
-        self.jobs: dict[int, Job] = {}
+        self.children: set[int] = set()
         self.spare: Spare | None = None
         self.spare_failures = 0 if paths.spares_wanted() else MAX_SPARE_FAILURES
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
         self.socket_inode: int | None = None
-        self.lock_fd: int | None = None
+        self.lock = ServerLock(where.lock)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -102,17 +97,6 @@ class Server:
         self.served = 0
 
     # -- setting up ------------------------------------------------------------------------
-    def acquire(self) -> bool:
-        """Take the installation's lock; False if another server holds it."""
-        fd = os.open(self.where.lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.lock_fd = fd
-        return True
-
     def listen(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             Path(self.where.socket).unlink()  # a crashed server's; we hold the lock
@@ -132,6 +116,9 @@ class Server:
         signal.signal(signal.SIGCHLD, _ignore)
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_stop_signal)
+        # The idle clock starts when clients can first reach us, not when the process
+        # started: importing may take seconds (a cold bytecode cache).
+        self.last_activity = time.monotonic()
 
     # -- the loop --------------------------------------------------------------------------
     def serve(self) -> ChildTask | None:
@@ -139,13 +126,12 @@ class Server:
         while True:
             if self.signalled:
                 self.retire("stop signal")
+            if self.retiring:
+                return None
             task = self._ensure_spare()
             if task is not None:
                 return task
-            if self.retiring and not self.jobs:
-                return None
-            idle_for = time.monotonic() - self.last_activity
-            if not self.jobs and not self.retiring and idle_for >= self.idle:
+            if not self.children and time.monotonic() - self.last_activity >= self.idle:
                 self.retire(f"idle for {self.idle:g} s")
                 continue
             for key, _ in self.selector.select(self._timeout()):
@@ -156,25 +142,18 @@ class Server:
                 elif key.data == "wake":
                     self._drain_wakeups()
                     self._reap()
-                elif isinstance(key.data, Job):
-                    self._from_client(key.data)
-                elif isinstance(key.data, tuple):
-                    self._from_child(key.data[1])
-            self._enforce_kills()
 
     def _timeout(self) -> float | None:
-        now = time.monotonic()
-        deadlines = [job.kill_at for job in self.jobs.values() if job.kill_at is not None]
-        if not self.jobs and not self.retiring:
-            deadlines.append(self.last_activity + self.idle)
-        return max(0.0, min(deadlines) - now) if deadlines else None
+        if self.children:
+            return None  # SIGCHLD wakes us
+        return max(0.0, self.last_activity + self.idle - time.monotonic())
 
     def retire(self, reason: str) -> None:
-        """Stop listening now (a new server may start), exit once the jobs are done."""
+        """Stop listening (a new server may start at once) and leave."""
         if self.retiring:
             return
         self.retiring = True
-        _log(f"stopping ({reason}); {len(self.jobs)} command(s) still running")
+        _log(f"stopping ({reason}); {len(self.children)} command(s) still running")
         if self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
@@ -183,9 +162,7 @@ class Server:
             socket_file = Path(self.where.socket)
             if socket_file.stat().st_ino == self.socket_inode:
                 socket_file.unlink()
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)
-            self.lock_fd = None
+        self.lock.release()
         if self.spare is not None:
             self.spare.control.close()  # the spare sees end of stream and exits
             self.spare = None
@@ -211,7 +188,7 @@ class Server:
             if not _same_user(conn):
                 conn.close()
                 return None
-            message, fds = _read_request(conn)
+            message, fds = read_first_frame(conn)
             return self._dispatch(conn, message, fds)
         except (OSError, wire.ProtocolError) as exc:
             _log(f"dropped a request: {exc}")
@@ -220,13 +197,11 @@ class Server:
             return None
 
     def _dispatch(self, conn: socket.socket, message: object, fds: list[int]) -> ChildTask | None:
-        parts = message if isinstance(message, tuple) else ()
-        kind = parts[0] if parts else None
-        command = parts[1] if kind == "run" and len(parts) > 1 else None
-        if kind == "run" and isinstance(command, dict):
-            refusal = self._refusal(command, fds)
+        kind = message[0] if isinstance(message, tuple) and message else None
+        if kind == "run":
+            refusal = self._refusal(message, fds)  # type: ignore[arg-type]
             if refusal is None:
-                return self._start(conn, command, fds)
+                return self._start(conn, fds)
             wire.send(conn, refusal)
         elif kind == "status":
             wire.send(conn, self.status())
@@ -237,13 +212,11 @@ class Server:
         conn.close()
         return None
 
-    def _refusal(self, command: dict[str, object], fds: list[int]) -> tuple[str, ...] | None:
-        if command.get("fingerprint") != self.fingerprint:
+    def _refusal(self, message: tuple[object, ...], fds: list[int]) -> tuple[str, ...] | None:
+        if message[1:] != (self.fingerprint,):
             self.retire("a client runs other mpkit code")
             return ("stale",)
-        if self.retiring:
-            return ("refused", "the build server is stopping")
-        if len(fds) != 3:
+        if len(fds) != STDIO_FDS:
             return ("refused", "expected stdin, stdout and stderr")
         return None
 
@@ -253,160 +226,70 @@ class Server:
             "fingerprint": self.fingerprint,
             "started": self.started,
             "idle_seconds": self.idle,
-            "commands_running": len(self.jobs),
+            "commands_running": len(self.children),
             "spare_pid": self.spare.pid if self.spare is not None else None,
             "served": self.served,
             "socket": self.where.socket,
             "python": sys.executable,
         }
 
-    def _start(
-        self, conn: socket.socket, command: dict[str, object], fds: list[int]
-    ) -> ChildTask | None:
-        """Hand the command to the spare child, else to a child forked now."""
-        spare, self.spare = self.spare, None
-        if spare is not None:
-            try:
-                wire.send_with_fds(
-                    spare.control, ("run", command), fds, socket.SOL_SOCKET, socket.SCM_RIGHTS
-                )
-            except OSError:
-                spare = None  # it died; reaped with the other children
-        if spare is not None:
-            _close_all(fds)
-            self._track(spare.pid, conn, spare.control)
-            return None
-        return self._fork(conn, command, fds)
-
-    def _fork(
-        self, conn: socket.socket, command: dict[str, object], fds: list[int]
-    ) -> ChildTask | None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
-        if pid == 0:
-            ours.close()
-            self._close_in_child(conn)
-            return ChildTask(command, fds, theirs)
-        theirs.close()
+    def _start(self, conn: socket.socket, fds: list[int]) -> ChildTask | None:
+        """Hand the client to the spare child, else to a child forked now."""
+        self.served += 1
+        if not self._hand_to_spare(conn, fds):
+            pid = os.fork()
+            if pid == 0:
+                self._close_in_child()
+                return ChildTask(conn, fds)
+            self.children.add(pid)
         _close_all(fds)
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)  # the child does the same; whichever runs first wins
-        self._track(pid, conn, ours)
+        conn.close()
         return None
 
+    def _hand_to_spare(self, conn: socket.socket, fds: list[int]) -> bool:
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return False
+        try:
+            wire.send_with_fds(spare.control, ("run",), [conn.fileno(), *fds],
+                               socket.SOL_SOCKET, socket.SCM_RIGHTS)  # fmt: skip
+        except OSError:
+            return False  # it died; reaped with the other children
+        finally:
+            spare.control.close()
+        self.children.add(spare.pid)
+        return True
+
     def _ensure_spare(self) -> ChildTask | None:
-        """Fork a spare while idle; in the spare, return its command once handed one."""
-        if (
-            self.spare is not None
-            or self.jobs
-            or self.retiring
-            or self.spare_failures >= MAX_SPARE_FAILURES
-        ):
+        """Fork a spare while idle; in the spare, return its task once handed one."""
+        if self.spare is not None or self.children or self.spare_failures >= MAX_SPARE_FAILURES:
             return None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             ours.close()
-            self._close_in_child(None)
-            got = spare.become_spare(theirs, _read_task)
+            self._close_in_child()
+            got = spare.become_spare(theirs, read_handover)
+            theirs.close()
             if got is None:
                 os._exit(0)  # the server stopped; nothing of ours to clean up
-            command, fds = got
-            return ChildTask(command, fds, theirs)
+            return got
         theirs.close()
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)
         self.spare = Spare(pid, ours)
         return None
 
-    def _track(self, pid: int, conn: socket.socket, report: socket.socket) -> None:
-        """Follow the command running in *pid* for the client on *conn*."""
-        self.served += 1
-        job = Job(pid, conn, report)
-        report.setblocking(False)
-        self.selector.register(report, selectors.EVENT_READ, ("report", job))
-        self.jobs[pid] = job
-        try:
-            wire.send(conn, ("started", pid))
-            conn.setblocking(False)
-            self.selector.register(conn, selectors.EVENT_READ, job)
-        except OSError:
-            self._client_gone(job)
-
-    def _close_in_child(self, conn: socket.socket | None) -> None:
+    def _close_in_child(self) -> None:
         signal.set_wakeup_fd(-1)
         self.selector.close()
         if self.listener is not None:
             self.listener.close()
-        for job in self.jobs.values():
-            if job.conn is not None:
-                job.conn.close()
-            if job.report is not None:
-                job.report.close()
         if self.spare is not None:
             self.spare.control.close()
-        if conn is not None:
-            conn.close()
         os.close(self.wake_r)
         os.close(self.wake_w)
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)  # else a long command would keep a new server out
+        self.lock.forget()  # else a long command would keep a new server out
 
-    # -- running jobs ----------------------------------------------------------------------
-    def _from_client(self, job: Job) -> None:
-        assert job.conn is not None
-        data = _receive(job.conn)
-        if data is None:
-            return
-        if not data:
-            self._client_gone(job)
-            return
-        for message in wire.FrameReader().feed(data):
-            if isinstance(message, tuple) and message[:1] == ("signal",):
-                number = message[1] if len(message) > 1 else None
-                if number in FORWARDABLE:
-                    _signal_group(job.pid, int(number))  # type: ignore[arg-type]
-
-    def _from_child(self, job: Job) -> None:
-        """The child's exit status, sent just before it exits: the client need not wait
-        for the process teardown (tens of MB of private pages) and the reaping."""
-        assert job.report is not None
-        data = _receive(job.report)
-        if data is None:
-            return
-        messages = wire.FrameReader().feed(data) if data else []
-        self._drop(job.report)
-        job.report = None
-        for message in messages:
-            if isinstance(message, tuple) and message[:1] == ("done",) and len(message) == 2:
-                self._finish(job, int(message[1]))
-
-    def _finish(self, job: Job, code: int) -> None:
-        """Tell the client its command's exit status, and let it go."""
-        if job.conn is not None:
-            with contextlib.suppress(OSError):
-                job.conn.setblocking(True)
-                job.conn.settimeout(REQUEST_TIMEOUT)
-                wire.send(job.conn, ("exit", code))
-        self._detach(job)
-
-    def _client_gone(self, job: Job) -> None:
-        """The client died without waiting: stop its command as a hang-up would."""
-        self._detach(job)
-        _signal_group(job.pid, signal.SIGTERM)
-        job.kill_at = time.monotonic() + KILL_GRACE_SECONDS
-
-    def _detach(self, job: Job) -> None:
-        if job.conn is not None:
-            self._drop(job.conn)
-            job.conn = None
-
-    def _drop(self, sock: socket.socket) -> None:
-        """Stop watching *sock* (if it was watched) and close it."""
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(sock)
-        sock.close()
-
+    # -- children --------------------------------------------------------------------------
     def _reap(self) -> None:
         while True:
             try:
@@ -417,18 +300,9 @@ class Server:
                 return
             if self.spare is not None and pid == self.spare.pid:
                 self._spare_died(status)
-                continue
-            job = self.jobs.pop(pid, None)
-            if job is None:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            if code < 0:
-                code = 128 - code  # killed by a signal, as a shell reports it
-            self._finish(job, code)  # unless the child reported already
-            if job.report is not None:
-                self._drop(job.report)
-                job.report = None
-            self.last_activity = time.monotonic()
+            elif pid in self.children:
+                self.children.discard(pid)
+                self.last_activity = time.monotonic()
 
     def _spare_died(self, status: int) -> None:
         assert self.spare is not None
@@ -436,13 +310,6 @@ class Server:
         self.spare = None
         self.spare_failures += 1
         _log(f"a spare child died unused (status {status}); forking commands directly")
-
-    def _enforce_kills(self) -> None:
-        now = time.monotonic()
-        for job in self.jobs.values():
-            if job.kill_at is not None and now >= job.kill_at:
-                _signal_group(job.pid, signal.SIGKILL)
-                job.kill_at = None
 
     def _drain_wakeups(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -453,46 +320,47 @@ class Server:
         self.signalled = True
 
 
-def _read_request(conn: socket.socket) -> tuple[object, list[int]]:
-    """The first frame and the descriptors that came with it (unix(7) SCM_RIGHTS)."""
-    data, ancdata, flags, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * wire.FD_SIZE))
+def read_first_frame(conn: socket.socket) -> tuple[object, list[int]]:
+    """Exactly the first frame and the descriptors that came with it (unix(7)
+    SCM_RIGHTS); what follows it stays unread in the socket for the child."""
+    header, ancdata, flags, _ = conn.recvmsg(wire.HEADER, socket.CMSG_SPACE(4 * wire.FD_SIZE))
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             received = array.array("i")
             received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
             fds.extend(received)
-    if flags & socket.MSG_CTRUNC:
+    try:
+        if flags & socket.MSG_CTRUNC:
+            raise wire.ProtocolError("too many descriptors in the request")
+        header += _recv_exactly(conn, wire.HEADER - len(header))
+        size = int.from_bytes(header, "big")
+        if size > wire.MAX_FRAME:
+            raise wire.ProtocolError(f"frame of {size} bytes is larger than {wire.MAX_FRAME}")
+        messages = wire.FrameReader().feed(header + _recv_exactly(conn, size))
+    except BaseException:
         _close_all(fds)
-        raise wire.ProtocolError("too many descriptors in the request")
-    reader = wire.FrameReader()
-    messages = reader.feed(data)
-    while not messages:
-        chunk = conn.recv(65536)
-        if not chunk:
-            _close_all(fds)
-            raise wire.ProtocolError("the request ended early")
-        messages = reader.feed(chunk)
+        raise
     return messages[0], fds
 
 
-def _receive(sock: socket.socket) -> bytes | None:
-    """What a non-blocking socket has: None if nothing yet, b"" at its end (or an error)."""
-    try:
-        return sock.recv(4096)
-    except (BlockingIOError, InterruptedError):
-        return None
-    except OSError:
-        return b""
+def _recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise wire.ProtocolError("the request ended early")
+        data += chunk
+    return data
 
 
-def _read_task(control: socket.socket) -> tuple[dict[str, object], list[int]]:
-    """What the server hands a spare child: a run request and the client's stdio."""
-    message, fds = _read_request(control)
-    if isinstance(message, tuple) and len(message) == 2 and isinstance(message[1], dict):
-        return message[1], fds
-    _close_all(fds)
-    raise ValueError("not a run request")
+def read_handover(control: socket.socket) -> ChildTask:
+    """What the server hands a spare child: the client's connection and stdio."""
+    message, fds = read_first_frame(control)
+    if message != ("run",) or len(fds) != 1 + STDIO_FDS:
+        _close_all(fds)
+        raise ValueError("not a hand-over of a command")
+    return ChildTask(socket.socket(fileno=fds[0]), fds[1:])
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -502,11 +370,6 @@ def _same_user(conn: socket.socket) -> bool:
     creds = conn.getsockopt(socket.SOL_SOCKET, peercred, array.array("i").itemsize * 3)
     _, uid, _ = array.array("i", creds).tolist()
     return bool(uid == os.getuid())
-
-
-def _signal_group(pid: int, number: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, number)
 
 
 def _close_all(fds: Sequence[int]) -> None:
@@ -574,22 +437,19 @@ def _warm_http() -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mpkit.daemon.server")
+    parser = argparse.ArgumentParser(prog="python -m mpkit.buildserver.server")
     parser.add_argument("--fingerprint", required=True)
     parser.add_argument("--package", required=True, help="the mpkit package directory to serve")
     parser.add_argument("--idle", type=float, default=paths.DEFAULT_IDLE_SECONDS)
-    parser.add_argument("--foreground", action="store_true", help="do not detach")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.foreground and os.fork() > 0:
-        os._exit(0)  # the starter waits only for this; the server lives on, detached
     os.chdir("/")
     where = paths.server_paths()
     server = Server(where, args.fingerprint, args.idle)
-    if not server.acquire():
+    if not server.lock.acquire():
         _log("another build server already serves this installation")
         return 0
     if paths.package_directory() != args.package:
@@ -604,9 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.close()
         _log("stopped")
         return 0
-    from mpkit.daemon.child import exit_now, run_command
+    from mpkit.buildserver.child import serve_client
 
-    return exit_now(run_command(task.command, task.fds), task.report)
+    return serve_client(task.conn, task.fds)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,15 @@ import select
 import socket
 import sys
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
-from mpkit.daemon.wire import ProtocolError
+from mpkit.buildserver.wire import ProtocolError
 
 MADV_POPULATE_WRITE = 23  # linux/mman.h
 STEP = 4 * 1024 * 1024
 _SPECIAL = ("[vvar", "[vdso", "[vsyscall")
 
-Task = tuple[dict[str, object], list[int]]
+Task = TypeVar("Task")
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -40,7 +41,7 @@ LIBC = _libc()  # loaded in the server, before it forks
 
 
 def become_spare(control: socket.socket, read_task: Callable[[socket.socket], Task]) -> Task | None:
-    """In a freshly forked child: prefault, then wait for the server to hand over a command
+    """In a freshly forked child: prefault, then wait for the server to hand over a client
     (None when the server closes *control* instead: the caller exits)."""
     prefault(lambda: _readable(control))
     try:

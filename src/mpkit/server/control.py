@@ -11,15 +11,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import signal
 import ssl
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mpkit.background import start_background, stop_process
 from mpkit.errors import MpkitError
 from mpkit.server.config import (
     LOG_FILE,
@@ -30,7 +28,7 @@ from mpkit.server.config import (
     parse_addr,
 )
 from mpkit.server.rootlock import lock_held
-from mpkit.server.server import ServerState, wait_until
+from mpkit.server.server import ServerState
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -107,24 +105,14 @@ def stop(root_or_state_file: Path, *, timeout: float = STOP_TIMEOUT) -> ServerHa
             f"the registry for {root} runs inside this process; stop it from there",
             hint="call Server.shutdown() on the embedded server",
         )
-    _signal(handle.pid, signal.SIGTERM)
-    if not wait_until(lambda: not lock_held(root), timeout):
-        _signal(handle.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-        if not wait_until(lambda: not lock_held(root), 5.0):
-            raise MpkitError(
-                f"the registry (pid {handle.pid}) did not stop",
-                hint=f"check the process and its log {root / LOG_FILE}",
-            )
+    stop_process(
+        handle.pid, stopped=lambda: not lock_held(root), timeout=timeout, what="the registry"
+    )
     with contextlib.suppress(FileNotFoundError):
         recorded = ServerState.read(root / STATE_FILE)
         if recorded is not None and recorded.pid == handle.pid:
             (root / STATE_FILE).unlink()
     return handle
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
 
 
 def serve_argv(config: ServerConfig) -> list[str]:
@@ -162,35 +150,15 @@ def start_detached(config: ServerConfig, *, timeout: float = START_TIMEOUT) -> S
             hint="use it, or stop it first with 'mpkit registry stop'",
         )
     log_path = config.root / LOG_FILE
-    options: dict[str, Any] = {}
-    if os.name == "nt":  # pragma: no cover
-        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
-    else:
-        options["start_new_session"] = True
-    with open(log_path, "ab") as log:
-        child = subprocess.Popen(
-            serve_argv(config),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            close_fds=True,
-            **options,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise MpkitError(
-                f"the registry exited with status {child.returncode} while starting",
-                hint=f"its log {log_path} says: {_tail(log_path)}",
-            )
+
+    def ready() -> ServerHandle | None:
         state = ServerState.read(config.root / STATE_FILE)
-        if state is not None and state.pid == child.pid and answers(state.addr, tls=state.tls):
+        if state is not None and lock_held(config.root) and answers(state.addr, tls=state.tls):
             return ServerHandle.from_state(state, started_now=True)
-        time.sleep(0.05)
-    _signal(child.pid, signal.SIGTERM)
-    raise MpkitError(
-        f"the registry did not answer on {config.addr} within {timeout:.0f} s",
-        hint=f"see its log {log_path}",
+        return None
+
+    return start_background(
+        serve_argv(config), what="the registry", log=log_path, ready=ready, timeout=timeout
     )
 
 
@@ -243,11 +211,3 @@ def answers(addr: str, *, tls: bool = False, timeout: float = 1.0) -> bool:
         return False
     finally:
         conn.close()
-
-
-def _tail(path: Path, limit: int = 600) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return text[-limit:].strip() or "(empty)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mpkit.daemon import paths, wire
+from mpkit.buildserver import paths, wire
 
 try:
     import _signal as signals  # type: ignore[import-not-found, unused-ignore]
@@ -76,10 +76,11 @@ def run(prog: str, args: list[str], server: paths.ServerPaths, fingerprint: str)
             if number is not None:
                 previous[number] = signals.signal(number, forwarder)
         try:
-            wire.send_with_fds(
-                sock, ("run", _command(prog, args, fingerprint)), _stdio_fds(),
-                sockets.SOL_SOCKET, sockets.SCM_RIGHTS,
-            )  # fmt: skip
+            # The server reads only the first frame; the command (and its environment,
+            # credentials included) is read by the child that runs it.
+            wire.send_with_fds(sock, ("run", fingerprint), _stdio_fds(),
+                               sockets.SOL_SOCKET, sockets.SCM_RIGHTS)  # fmt: skip
+            wire.send(sock, _command(prog, args))
             return _wait(sock, forwarder)
         except (OSError, NotServed) as exc:
             if forwarder.pending:  # interrupted before anything ran: do not run it here
@@ -93,11 +94,10 @@ def run(prog: str, args: list[str], server: paths.ServerPaths, fingerprint: str)
         sock.close()
 
 
-def _command(prog: str, args: list[str], fingerprint: str) -> dict[str, object]:
+def _command(prog: str, args: list[str]) -> dict[str, object]:
     umask = os.umask(0o022)
     os.umask(umask)
     return {
-        "fingerprint": fingerprint,
         "prog": prog,
         "argv": list(args),
         "cwd": os.getcwd(),

@@ -1,8 +1,10 @@
 """Turn a freshly forked server child into the command its client asked for.
 
-The child takes over what a new process would have inherited: the client's stdin,
-stdout and stderr, working directory, umask, environment and locale, plus its own
-process group (so forwarded signals reach its subprocesses too), then runs the CLI.
+The child reads the command from the client's connection itself (the server never sees
+it), takes over what a new process would have inherited: the client's stdin, stdout and
+stderr, working directory, umask, environment and locale, plus its own process group (so
+the client's signals reach its subprocesses too), then runs the CLI and sends the client
+its exit status.
 """
 
 from __future__ import annotations
@@ -17,16 +19,85 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import NoReturn
 
-from mpkit.daemon import wire
+from mpkit.buildserver import wire
+
+REQUEST_TIMEOUT = 5.0
+KILL_GRACE_SECONDS = 5.0
+FORWARDABLE = frozenset(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+)
+_exiting = threading.Event()  # set once the exit status is on its way to the client
 
 # The server's own stdio objects: kept alive so that collecting them never closes a
 # descriptor that now belongs to the client.
 _SERVER_STDIO: list[object] = []
 
 
-def run_command(command: dict[str, object], fds: list[int]) -> int:
+def serve_client(conn: socket.socket, fds: list[int]) -> NoReturn:
+    """Run the command the client on *conn* sends, then exit with its status."""
+    reader = wire.FrameReader()
+    try:
+        conn.settimeout(REQUEST_TIMEOUT)
+        command = _read_command(conn, reader)
+        conn.settimeout(None)
+        wire.send(conn, ("started", os.getpid()))
+    except (OSError, wire.ProtocolError, ValueError):
+        os._exit(1)  # the client went away or is not ours; it runs the command itself
+    watcher = threading.Thread(
+        target=_watch_client, args=(conn, reader), name="mpkit-client", daemon=True
+    )
+    code = run_command(command, fds, before_run=watcher.start)
+    exit_now(code, conn)
+
+
+def _read_command(conn: socket.socket, reader: wire.FrameReader) -> dict[str, object]:
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ValueError("the client closed the connection")
+        for message in reader.feed(chunk):
+            if isinstance(message, dict):
+                return message
+            raise ValueError("expected the command")
+
+
+def _watch_client(conn: socket.socket, reader: wire.FrameReader) -> None:
+    """Pass the client's signals on to this command's process group; when the client
+    dies without waiting, stop the command as a hang-up would (and kill what lingers)."""
+    group = os.getpgrp()
+    while True:
+        try:
+            chunk = conn.recv(4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        try:
+            messages = reader.feed(chunk)
+        except wire.ProtocolError:
+            break
+        for message in messages:
+            number = message[1] if isinstance(message, tuple) and len(message) == 2 else None
+            if message[:1] == ("signal",) and number in FORWARDABLE:  # type: ignore[index]
+                _signal_group(group, int(number))  # type: ignore[arg-type]
+    if _exiting.is_set():
+        return  # the client read our exit status and hung up: nothing to stop
+    _signal_group(group, signal.SIGTERM)
+    time.sleep(KILL_GRACE_SECONDS)
+    _signal_group(group, signal.SIGKILL)
+
+
+def _signal_group(group: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, number)
+
+
+def run_command(
+    command: dict[str, object], fds: list[int], before_run: Callable[[], None] = lambda: None
+) -> int:
     """Adopt the client's process state and run its command; the exit code."""
     _default_signals()
     with contextlib.suppress(OSError):
@@ -51,13 +122,14 @@ def run_command(command: dict[str, object], fds: list[int]) -> int:
     sys.argv = [prog, *argv]
     from mpkit.launcher import run_in_process
 
+    before_run()
     try:
         return run_in_process(prog, argv)
     except SystemExit as exc:
         return exit_code(exc.code)
 
 
-def exit_now(code: int, report: socket.socket | None = None) -> NoReturn:
+def exit_now(code: int, client: socket.socket | None = None) -> NoReturn:
     """Exit as the interpreter would, minus tearing down every module (~30 ms here).
 
     Runs what a normal exit runs for the program: joins non-daemon threads (and lets
@@ -70,9 +142,10 @@ def exit_now(code: int, report: socket.socket | None = None) -> NoReturn:
         shutdown()
     atexit._run_exitfuncs()
     _flush_stdio()
-    if report is not None:
+    _exiting.set()
+    if client is not None:
         with contextlib.suppress(OSError):
-            report.sendall(wire.encode(("done", code)))
+            client.sendall(wire.encode(("exit", code)))
     os._exit(code)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.daemon import child, control, paths, wire
+from mpkit.buildserver import child, control, paths, wire
 from mpkit.launcher import SERVED_COMMANDS, _served
 
 
@@ -152,7 +152,7 @@ def test_a_signal_before_the_command_starts_cancels_it(
     import socket
     import threading
 
-    from mpkit.daemon import client
+    from mpkit.buildserver import client
 
     where = paths.server_paths({paths.ENV_DIR: str(tmp_path)})
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:

@@ -1,0 +1,23 @@
+"""Container engines (podman, docker, buildah) driven through their command lines.
+
+One :class:`Engine` serves building (the fallback for what the native builder cannot
+do), describing (running the adapter's definition command in its image) and verifying
+(``mpkit run``). :class:`EngineChoice` is the ``--engine`` option; :class:`EngineKind`
+says what each engine can do. Failures are :class:`mpkit.errors.ContainerEngineError`,
+with the tail of the engine's output.
+"""
+
+from mpkit.engine.driver import ContainerSpec, Engine, find_engine, find_engines
+from mpkit.engine.kinds import EngineChoice, EngineKind
+from mpkit.engine.process import engine_environment, output_tail
+
+__all__ = [
+    "ContainerSpec",
+    "Engine",
+    "EngineChoice",
+    "EngineKind",
+    "engine_environment",
+    "find_engine",
+    "find_engines",
+    "output_tail",
+]
