@@ -121,3 +121,15 @@ def test_a_temp_dir_is_published_or_removed(tmp_path: Path) -> None:
         (failed.path / "file").write_bytes(b"x")
         raise RuntimeError("failed while filling it")
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_writing_a_file_removes_what_a_killed_write_of_it_left(
+    tmp_path: Path, holders: list[Holder]
+) -> None:
+    killed = Holder(tmp_path, "file")  # was writing tmp_path/target.bin
+    holders.append(killed)
+    killed.kill()
+    other = tmp_path / temp_name("other.bin")  # another file's, and its writer is alive
+    other.write_bytes(b"")
+    write_bytes(tmp_path / "target.bin", b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "target.bin"])

@@ -51,6 +51,8 @@ class AtomicFile:
 
     As a context manager it commits when the block ends normally and discards when it
     raises. *target* may be given only at commit time (e.g. a blob named by its digest).
+    A temp beside its target first removes the temps that killed writers of the same
+    file left there.
     *mode* is set exactly (not filtered by the umask) before the file gets its name;
     *durable* syncs the data to disk first, and *sync_directory* the rename too.
     """
@@ -76,8 +78,10 @@ class AtomicFile:
         self.dir_mode = dir_mode
         directory.mkdir(mode=dir_mode, parents=True, exist_ok=True)
         name = label or (target.name if target else "blob")
+        if temp_dir is None:
+            remove_stale(directory, prefix=f".{name[:_LABEL_LIMIT]}.")
         self.path, fd = _create(lambda: directory / temp_name(name))
-        try_lock(fd)  # a new file: nobody else can hold it
+        _hold(fd)
         self.stream: BinaryIO = os.fdopen(fd, "w+b")
         self._done = False
 
@@ -165,7 +169,7 @@ class TempDir:
         self._fd: int | None = None
         if os.name == "posix":
             self._fd = os.open(self.path, os.O_RDONLY)
-            try_lock(self._fd)
+            _hold(self._fd)
 
     def publish(self, final: Path) -> None:
         """Rename the directory to *final* (raises OSError if *final* exists, non-empty)."""
@@ -231,8 +235,10 @@ def remove_stale(
     *,
     also: Callable[[str], bool] | None = None,
     age: float = 3600.0,
+    prefix: str = "",
 ) -> int:
-    """Remove the stale temps directly in *directory*; the bytes freed.
+    """Remove the stale temps directly in *directory* (only names starting with *prefix*);
+    the bytes freed.
 
     Entries whose names *also* accepts go too once they are *age* seconds old (by their
     modification time): e.g. the temps of older mpkit versions, which name no owner.
@@ -244,6 +250,8 @@ def remove_stale(
     except OSError:
         return 0
     for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
         path = Path(entry.path)
         if is_temp_name(entry.name):
             stale = is_stale(path, now=now)
@@ -305,6 +313,13 @@ def _pid_alive(pid: int) -> bool | None:
     except OSError:
         return None
     return True
+
+
+def _hold(fd: int) -> None:
+    """Lock a temp just made (nobody else can hold it yet); where the file system has no
+    locks, the owner's pid in the name still tells a later run it is in use."""
+    with contextlib.suppress(OSError):
+        try_lock(fd)
 
 
 def _create(name: Callable[[], Path]) -> tuple[Path, int]:

@@ -62,8 +62,8 @@ def held_by_another(path: str | os.PathLike[str]) -> bool | None:
     None when it cannot be told: the path is gone or unreadable, or the file system
     refuses locks.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY)
+    try:  # O_NONBLOCK: a FIFO in its place must not hang the caller
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
     try:

@@ -92,7 +92,8 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def _busy_message(path: Path, fd: int) -> str:
     with contextlib.suppress(OSError, ValueError):
-        owner = int(os.pread(fd, 32, 0).decode().strip())
+        os.lseek(fd, 0, os.SEEK_SET)
+        owner = int(os.read(fd, 32).decode().strip())
         return (
             f"another mpkit build of this project is running (process {owner}); "
             "waiting for it to finish (Ctrl-C to cancel)"
