@@ -61,13 +61,14 @@ def test_a_second_build_waits_says_so_once_and_goes_on_when_the_first_ends(
     project = tmp_path / "project"
     lock = project / "build" / LOCK_NAME
     told: list[str] = []
+    recorded: list[str] = []
     inside = threading.Event()
     leave = threading.Event()
 
     def second() -> None:
         with project_build_lock(project, waiting=told.append):
+            recorded.append(lock.read_text())
             inside.set()
-            assert lock.read_text().strip() == str(os.getpid())
             leave.wait(WAIT)
 
     thread = threading.Thread(target=second)
@@ -85,6 +86,7 @@ def test_a_second_build_waits_says_so_once_and_goes_on_when_the_first_ends(
     finally:
         leave.set()
         thread.join(WAIT)
+    assert recorded == [f"{os.getpid()}\n"]  # the holder's pid, for the next one's message
     assert not lock.exists()  # a finished build leaves no trace
     assert list((project / "build").iterdir()) == []
 

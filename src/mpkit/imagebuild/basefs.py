@@ -211,10 +211,6 @@ class LayeredFilesystem:
         if cache is not None and cached is not None:
             _save_merged(cache, cached, self._root, self._directories)
 
-    @property
-    def layers(self) -> list[Blob]:
-        return list(self._layers)
-
     def walk(self, top: str) -> Iterator[Placed]:
         """*top* and everything below it, parents before their children, names sorted.
 

@@ -59,6 +59,7 @@ def _acquire(path: Path, waiting: Callable[[str], None]) -> int | None:
                 lock(fd)
             if _same_file(fd, path):
                 os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)  # reading the holder's pid moved it
                 os.write(fd, f"{os.getpid()}\n".encode())
                 return fd
         except OSError:
