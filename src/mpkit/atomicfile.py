@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from mpkit.filelock import held_by_another, try_lock, unlock
 
@@ -45,7 +45,29 @@ def is_temp_name(name: str) -> bool:
     return _TEMP_NAME.match(name) is not None
 
 
-class AtomicFile:
+class _Scoped:
+    """A context manager that ends its work when the ``with`` block does (``ok`` is False
+    when the block raised)."""
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._end(ok=exc_type is None)
+
+    def _end(self, *, ok: bool) -> None:
+        raise NotImplementedError
+
+
+_S = TypeVar("_S", bound=_Scoped)
+
+
+class AtomicFile(_Scoped):
     """A temp file in *temp_dir* (default: the target's directory), renamed over the
     target by :meth:`commit`, or removed by :meth:`discard`.
 
@@ -117,18 +139,10 @@ class AtomicFile:
         with contextlib.suppress(OSError):
             self.path.unlink()
 
-    def __enter__(self) -> AtomicFile:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def _end(self, *, ok: bool) -> None:
         if self._done:
             return
-        if exc_type is None:
+        if ok:
             self.commit()
         else:
             self.discard()
@@ -159,7 +173,7 @@ def write_bytes(
         file.stream.write(data)
 
 
-class TempDir:
+class TempDir(_Scoped):
     """A directory being filled under *parent*, named and locked like a temp file, then
     moved into place by :meth:`publish` or removed (also when the ``with`` block raises)."""
 
@@ -188,17 +202,9 @@ class TempDir:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> TempDir:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def _end(self, *, ok: bool) -> None:
         if self._fd is not None or self.path.exists():
-            self.remove()
+            self.remove()  # never published
 
 
 def fsync_directory(directory: Path) -> None:
