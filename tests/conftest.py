@@ -22,6 +22,7 @@ from tests.fixtures.podman import podman  # noqa: F401  (shared fixture)
 from tests.fixtures.registry import Mode, RegistryServer, write_certs_d
 from tests.fixtures.sdkserverbase import sdk_server_base  # noqa: F401  (shared fixture)
 from tests.fixtures.skopeo import Skopeo
+from tests.fixtures.tempholder import holders  # noqa: F401  (shared fixture)
 from tests.fixtures.tools import require_tool
 
 # Commands run in-process unless a test asks for the resident build server: a pexpect

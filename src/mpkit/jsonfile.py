@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mpkit.atomicfile import write_bytes
 from mpkit.errors import ConfigError
 
 # Far deeper than any file mpkit reads (they nest three or four levels), and far below the
@@ -123,16 +121,5 @@ def write_json_atomic(
     path: Path, data: dict[str, Any], *, mode: int = 0o644, indent: int = 4
 ) -> None:
     """Write *data* to a temp file beside *path*, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(temp).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(temp).unlink()
-        raise
+    text = json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
+    write_bytes(path, text.encode("utf-8"), mode=mode)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mpkit.cache.root import CacheRoot
+from mpkit.describe import imagefs
 from mpkit.describe.hostshim import parse_arguments
 from mpkit.describe.imagefs import HostPython, compiled_problem, extract_paths
 from mpkit.image import mediatypes
@@ -43,11 +45,55 @@ def test_whiteouts_and_opaque_directories_apply(tmp_path: Path) -> None:
         layer(("site/.wh.gone.py", "", ""), ("site/old/.wh..wh..opq", "", ""),
               ("site/old/y.py", "y", ""), ("site/a.py", "a2", "")),
     ]  # fmt: skip
-    extract_paths(layers, ["/site"], tmp_path / "out", cache_dir=tmp_path / "cache")
+    extract_paths(layers, ["/site"], tmp_path / "out", cache=CacheRoot(tmp_path / "cache"))
     files = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.py"))
     assert files == ["site/a.py", "site/old/y.py"]
     assert (tmp_path / "out" / "site" / "a.py").read_text() == "a2"
     assert not (tmp_path / "out" / "other").exists()
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file and link under *root*: relative path -> content or link target."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        name = str(path.relative_to(root))
+        if path.is_symlink():
+            out[name] = "-> " + str(path.readlink())
+        elif path.is_file():
+            out[name] = path.read_text()
+        else:
+            out[name] = "/"
+    return out
+
+
+def test_a_kept_extraction_gives_what_a_fresh_one_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The extraction up to the last large layer is kept; a later build of an image with
+    other layers above it starts from there, and must end where a fresh one ends."""
+    lower = [
+        layer(("site/a.py", "a", ""), ("site/old/x.py", "x", ""), ("site/gone.py", "g", ""),
+              ("site/dir/", None, ""), ("site/dir/in.py", "i", "")),
+        layer(("site/b.py", "b", ""), ("site/link", None, "a.py")),
+    ]  # fmt: skip
+    upper = layer(("site/.wh.gone.py", "", ""), ("site/old/.wh..wh..opq", "", ""),
+                  ("site/old/y.py", "y", ""), ("site/b.py", "b2", ""), ("site/dir/", None, ""),
+                  ("site/.wh.link", "", ""), ("site/link/", None, ""))  # fmt: skip
+    cache = CacheRoot(tmp_path / "cache")
+    monkeypatch.setattr(imagefs, "SNAPSHOT_MIN_LAYER", 0)  # every layer counts as large
+    extract_paths(lower, ["/site"], tmp_path / "first", cache=cache)
+    (kept,) = cache.hostfs.iterdir()
+    assert tree(kept) == tree(tmp_path / "first")
+
+    monkeypatch.setattr(imagefs, "SNAPSHOT_MIN_LAYER", 1 << 40)  # the upper layer is small
+    extract_paths([*lower, upper], ["/site"], tmp_path / "cached", cache=cache)
+    extract_paths([*lower, upper], ["/site"], tmp_path / "fresh")
+    assert tree(tmp_path / "cached") == tree(tmp_path / "fresh")
+    assert tree(tmp_path / "fresh") == {
+        "site": "/", "site/a.py": "a", "site/b.py": "b2", "site/dir": "/",
+        "site/dir/in.py": "i", "site/link": "/", "site/old": "/", "site/old/y.py": "y",
+    }  # fmt: skip
+    assert list(cache.tmp.iterdir()) == []
 
 
 def test_a_link_that_leads_out_is_never_written_through(tmp_path: Path) -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from mpkit.cache.root import CacheRoot
 from mpkit.errors import ImageFormatError
 from mpkit.image import mediatypes as mt
 from mpkit.image.archive import read_docker_archive, read_oci_archive
-from mpkit.image.cache import LayerCache, default_cache_dir
+from mpkit.image.cache import LayerCache
 from mpkit.image.digest import sha256_digest
 from mpkit.image.layout import read_oci_layout
 from mpkit.image.types import Image, Platform
@@ -80,7 +81,9 @@ def test_archive_member_stream_is_bounded_and_seekable(tmp_path: Path, layout: P
 
 
 def test_docker_archive_from_skopeo(tmp_path: Path, docker_tar: Path, skopeo: Runner) -> None:
-    image = read_docker_archive(docker_tar, DOCKER_REF, cache=LayerCache(tmp_path / "c1"))
+    image = read_docker_archive(
+        docker_tar, DOCKER_REF, cache=LayerCache(CacheRoot(tmp_path / "c1"))
+    )
     assert image.media_type == mt.DOCKER_MANIFEST
     assert image.config.media_type == mt.DOCKER_CONFIG
     config_raw = skopeo("inspect", "--config", "--raw", f"docker-archive:{docker_tar}").encode()
@@ -104,34 +107,34 @@ def test_docker_archive_from_skopeo(tmp_path: Path, docker_tar: Path, skopeo: Ru
 
 
 def test_docker_archive_is_deterministic_and_cached(tmp_path: Path, docker_tar: Path) -> None:
-    cache = LayerCache(tmp_path / "cache-a")
+    cache = LayerCache(CacheRoot(tmp_path / "cache-a"))
     first = read_docker_archive(docker_tar, cache=cache)
     assert (cache.hits, cache.misses) == (0, 2)
-    fresh = read_docker_archive(docker_tar, cache=LayerCache(tmp_path / "cache-b"))
+    fresh = read_docker_archive(docker_tar, cache=LayerCache(CacheRoot(tmp_path / "cache-b")))
     assert fresh.manifest_bytes == first.manifest_bytes
     assert _read_all(fresh) == _read_all(first)  # byte-identical gzip
 
     paths = [layer.path for layer in first.layers]
-    assert all(p is not None and p.is_relative_to(cache.root) for p in paths)
+    assert all(p is not None and p.is_relative_to(cache.root.blobs) for p in paths)
     stamps = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in paths if p]
     again_cache = LayerCache(cache.root)  # a new process, same cache directory
     again = read_docker_archive(docker_tar, "@0", cache=again_cache)
     assert (again_cache.hits, again_cache.misses) == (2, 0)
     assert again.digest == first.digest
     assert [(p.stat().st_ino, p.stat().st_mtime_ns) for p in paths if p] == stamps
-    assert not list(cache.root.rglob(".tmp-*"))
+    assert not list(cache.root.tmp.iterdir())  # no temp file left
 
 
 def test_default_cache_dir_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MPKIT_CACHE_DIR", str(tmp_path / "elsewhere"))
-    assert default_cache_dir() == tmp_path / "elsewhere"
-    assert LayerCache.default().root == tmp_path / "elsewhere"
+    assert CacheRoot.default().path == tmp_path / "elsewhere"
+    assert LayerCache.default().root.path == tmp_path / "elsewhere"
     monkeypatch.delenv("MPKIT_CACHE_DIR")
-    assert default_cache_dir().name == "mpkit"
+    assert CacheRoot.default().path.name == "mpkit"
 
 
 def test_docker_archive_ref_selection_errors(tmp_path: Path, docker_tar: Path) -> None:
-    cache = LayerCache(tmp_path / "cache")
+    cache = LayerCache(CacheRoot(tmp_path / "cache"))
     with pytest.raises(ImageFormatError, match=r"example.com/x:1") as info:
         read_docker_archive(docker_tar, "example.com/y:2", cache=cache)
     assert info.value.hint
@@ -182,7 +185,7 @@ def _legacy_archive(path: Path, corrupt: bool = False) -> tuple[list[bytes], byt
 def test_legacy_docker_save_with_links_and_gzip_layers(tmp_path: Path) -> None:
     archive = tmp_path / "save.tar"
     tars, gz = _legacy_archive(archive)
-    cache = LayerCache(tmp_path / "cache")
+    cache = LayerCache(CacheRoot(tmp_path / "cache"))
     with pytest.raises(ImageFormatError, match=r"@0: quay.io/a/b:1; @1: c:2"):
         read_docker_archive(archive, cache=cache)
     image = read_docker_archive(archive, "docker.io/library/c:2", cache=cache)
@@ -198,11 +201,11 @@ def test_legacy_docker_save_with_links_and_gzip_layers(tmp_path: Path) -> None:
 def test_layer_that_does_not_match_its_diff_id_is_refused(tmp_path: Path) -> None:
     archive = tmp_path / "bad.tar"
     _legacy_archive(archive, corrupt=True)
-    cache = LayerCache(tmp_path / "cache")
+    cache = LayerCache(CacheRoot(tmp_path / "cache"))
     with pytest.raises(ImageFormatError, match=r"rootfs.diff_ids") as info:
         read_docker_archive(archive, "@1", cache=cache)
     assert "layer 0" in info.value.message and info.value.hint
-    assert [p for p in cache.root.rglob("*") if p.is_file()] == []
+    assert [p for p in cache.root.path.rglob("*") if p.is_file()] == []
 
 
 def test_docker_save_with_oci_layout_is_read_as_oci(tmp_path: Path, layout: Path) -> None:
@@ -220,7 +223,7 @@ def test_docker_save_with_oci_layout_is_read_as_oci(tmp_path: Path, layout: Path
     archive = tmp_path / "docker25.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(layout, arcname=".")
-    cache = LayerCache(tmp_path / "cache")
+    cache = LayerCache(CacheRoot(tmp_path / "cache"))
     assert read_docker_archive(archive, "app:3", cache=cache).digest == oci.digest
     assert read_docker_archive(archive, cache=cache).digest == oci.digest
     assert read_docker_archive(archive, "@0", cache=cache).digest == oci.digest
@@ -234,10 +237,10 @@ def test_archive_errors(tmp_path: Path, layout: Path) -> None:
     not_tar = tmp_path / "junk.tar"
     not_tar.write_bytes(b"this is not a tar archive" * 40)
     with pytest.raises(ImageFormatError, match="not a readable tar"):
-        read_docker_archive(not_tar, cache=LayerCache(tmp_path / "c"))
+        read_docker_archive(not_tar, cache=LayerCache(CacheRoot(tmp_path / "c")))
     oci_tar = tmp_path / "oci-only.tar"
     shutil.make_archive(str(tmp_path / "oci-only"), "tar", layout)
     with pytest.raises(ImageFormatError, match=r"no manifest.json"):
-        read_docker_archive(oci_tar, "nope:1", cache=LayerCache(tmp_path / "c"))
+        read_docker_archive(oci_tar, "nope:1", cache=LayerCache(CacheRoot(tmp_path / "c")))
     with pytest.raises(ImageFormatError, match="no image tagged 'v2'"):
         read_oci_archive(oci_tar, "v2")

@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 import pytest
 
+from mpkit.cache.root import CacheRoot
 from mpkit.image import mediatypes
 from mpkit.image.types import Blob, Descriptor
 from mpkit.imagebuild import marshalfile
@@ -126,26 +127,28 @@ def test_whiteouts_and_opaque_directories_hide_lower_content() -> None:
 def test_the_cached_view_gives_the_same_answers_without_reading_the_layers(
     tmp_path: Path,
 ) -> None:
+    cache = CacheRoot(tmp_path)
     uncached = LayeredFilesystem(layers())
     paths = sorted(set(every_path(uncached)))
     expected = answers(uncached, paths)
 
     first = layers()
-    assert answers(LayeredFilesystem(first, cache_dir=tmp_path), paths) == expected
-    assert merged_view_path(tmp_path, first).is_file()
+    assert answers(LayeredFilesystem(first, cache=cache), paths) == expected
+    assert merged_view_path(cache, first).is_file()
 
     again = layers()
-    view = LayeredFilesystem(again, cache_dir=tmp_path)
+    view = LayeredFilesystem(again, cache=cache)
     assert [blob.opened for blob in again] == [0, 0, 0]  # nothing listed again
     assert answers(view, paths) == expected
     assert [blob.opened for blob in again] == [0, 0, 0]  # file contents were kept too
 
 
 def test_the_cache_is_per_ordered_list_of_layers(tmp_path: Path) -> None:
+    cache = CacheRoot(tmp_path)
     forward, backward = layers(), layers()[::-1]
-    assert merged_view_path(tmp_path, forward) != merged_view_path(tmp_path, backward)
-    LayeredFilesystem(forward, cache_dir=tmp_path)
-    reordered = LayeredFilesystem(backward, cache_dir=tmp_path)
+    assert merged_view_path(cache, forward) != merged_view_path(cache, backward)
+    LayeredFilesystem(forward, cache=cache)
+    reordered = LayeredFilesystem(backward, cache=cache)
     assert reordered.info("/opt/old/a") == FileInfo("file", 0o600, size=1)
     assert reordered.info("/etc/passwd") == FileInfo("file", 0o644, size=26)
 
@@ -160,36 +163,36 @@ def test_the_cache_is_per_ordered_list_of_layers(tmp_path: Path) -> None:
     ],
 )
 def test_a_damaged_cache_file_is_ignored_and_rewritten(tmp_path: Path, damage: object) -> None:
+    cache = CacheRoot(tmp_path)
     blobs = layers()
-    expected = answers(LayeredFilesystem(blobs, cache_dir=tmp_path), ["/", "/etc", "/opt/old"])
-    path = merged_view_path(tmp_path, blobs)
+    expected = answers(LayeredFilesystem(blobs, cache=cache), ["/", "/etc", "/opt/old"])
+    path = merged_view_path(cache, blobs)
     assert callable(damage)
     path.write_bytes(damage(path.read_bytes()))
 
     again = layers()
-    assert answers(LayeredFilesystem(again, cache_dir=tmp_path), ["/", "/etc", "/opt/old"]) == (
-        expected
-    )
+    assert answers(LayeredFilesystem(again, cache=cache), ["/", "/etc", "/opt/old"]) == (expected)
     assert marshalfile.read(path, b"mpkit-fsview", MERGED_VERSION) is not None  # rewritten
-    assert_cache_is_used(tmp_path, expected)
+    assert_cache_is_used(cache, expected)
 
 
 def test_a_cache_file_of_another_format_version_is_rewritten(tmp_path: Path) -> None:
+    cache = CacheRoot(tmp_path)
     blobs = layers()
-    expected = answers(LayeredFilesystem(blobs, cache_dir=tmp_path), ["/", "/etc", "/opt/old"])
-    path = merged_view_path(tmp_path, blobs)
+    expected = answers(LayeredFilesystem(blobs, cache=cache), ["/", "/etc", "/opt/old"])
+    path = merged_view_path(cache, blobs)
     # Same kind of file, readable, but written by a version with other semantics.
     stale = (("dir", 0o700, 0, 0, 0, "", -1), {"/": b""})
     marshalfile.write(path, b"mpkit-fsview", MERGED_VERSION + 1, stale)
 
-    view = LayeredFilesystem(layers(), cache_dir=tmp_path)
+    view = LayeredFilesystem(layers(), cache=cache)
     assert view.info("/") == FileInfo("dir", 0o750)
-    assert_cache_is_used(tmp_path, expected)
+    assert_cache_is_used(cache, expected)
 
 
-def assert_cache_is_used(cache_dir: Path, expected: list[object]) -> None:
+def assert_cache_is_used(cache: CacheRoot, expected: list[object]) -> None:
     blobs = layers()
-    view = LayeredFilesystem(blobs, cache_dir=cache_dir)
+    view = LayeredFilesystem(blobs, cache=cache)
     assert [blob.opened for blob in blobs] == [0, 0, 0]
     assert answers(view, ["/", "/etc", "/opt/old"]) == expected
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from mpkit.cache.root import CacheRoot
 from mpkit.image.layerwriter import LayerEntry, write_layer
 from mpkit.imagebuild.fsview import FileInfo, MemoryFilesystem
 from mpkit.imagebuild.piprun import PipInstall, parse_pip_run
@@ -181,7 +182,7 @@ def install_offline(
     install = pip(command)
     return install_requirements(
         install, context_root=context, target=target_for(fs, install, user), workdir=WORKDIR,
-        cache_dir=cache, base=fs, wheelhouse=wheelhouse, **kwargs,
+        cache=CacheRoot(cache), base=fs, wheelhouse=wheelhouse, **kwargs,
     )  # fmt: skip
 
 
@@ -250,7 +251,7 @@ def test_wheel_data_and_headers_go_where_pip_puts_them(context: Path, tmp_path: 
     fs = debian_base()
     layer = install_requirements(
         install, context_root=context, target=target_for(fs, install), workdir=WORKDIR,
-        cache_dir=tmp_path / "cache", base=fs,
+        cache=CacheRoot(tmp_path / "cache"), base=fs,
     )  # fmt: skip
     entries = by_path(layer)
     assert f"{HOME}/.local/share/datapkg/x.txt" in entries
@@ -609,7 +610,12 @@ def install_pypi(
     install = pip(command)
     target = target_for(fs, install, arch=arch)
     return install_requirements(
-        install, context_root=context, target=target, workdir=WORKDIR, cache_dir=cache, base=fs
+        install,
+        context_root=context,
+        target=target,
+        workdir=WORKDIR,
+        cache=CacheRoot(cache),
+        base=fs,
     )
 
 

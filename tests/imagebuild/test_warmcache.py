@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from mpkit.cache.root import CacheRoot
 from mpkit.image import mediatypes
+from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.imagebuild import base, pydeps
 from mpkit.imagebuild.copy import OverlayView
 from mpkit.imagebuild.fsview import FileInfo, MemoryFilesystem
-from mpkit.imagebuild.layerstore import LayerStore
 from mpkit.imagebuild.pydeps import DependencyLayer, uvrun
 from mpkit.imagebuild.pydeps.mapcache import load_mapping, mapping_path, save_mapping
 from mpkit.imagebuild.target import PythonTarget, detect_target
@@ -154,7 +155,7 @@ def test_kept_target_equals_the_detected_one(
     assert repr(from_plain(to_plain(detected))) == repr(detected)  # mapping_path uses it
 
     def cached(view: MemoryFilesystem, fs_id: str = "id", **kwargs: object) -> PythonTarget:
-        return detect_target_cached(view, config(user), fs_id=fs_id, cache_dir=tmp_path,
+        return detect_target_cached(view, config(user), fs_id=fs_id, cache=CacheRoot(tmp_path),
                                     launcher=launcher, **kwargs)  # type: ignore[arg-type]  # fmt: skip
 
     assert cached(fs) == detected
@@ -167,10 +168,10 @@ def test_kept_target_equals_the_detected_one(
 
 def test_a_damaged_target_file_is_ignored(tmp_path: Path) -> None:
     fs = bookworm()
-    detected = detect_target_cached(fs, config(""), fs_id="id", cache_dir=tmp_path)
-    (kept,) = tmp_path.glob("target-*")
+    detected = detect_target_cached(fs, config(""), fs_id="id", cache=CacheRoot(tmp_path))
+    (kept,) = (tmp_path / "fsindex").glob("target-*")
     kept.write_bytes(b"mpkit-target\n" + b"\x00" * 40)
-    assert detect_target_cached(fs, config(""), fs_id="id", cache_dir=tmp_path) == detected
+    assert detect_target_cached(fs, config(""), fs_id="id", cache=CacheRoot(tmp_path)) == detected
     assert from_plain(("too", "short")) is None
 
 
@@ -181,7 +182,7 @@ def test_uvs_version_is_remembered_while_the_binary_is_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     binary = uvrun.uv_binary()
-    version = uvrun.remembered_uv_version(tmp_path)
+    version = uvrun.remembered_uv_version(CacheRoot(tmp_path))
     assert version == uvrun.uv_version(binary)
     record_path = tmp_path / "pydeps" / "uv-version.json"
     assert record_path.is_file()  # this venv's uv is in its own scripts directory
@@ -191,14 +192,14 @@ def test_uvs_version_is_remembered_while_the_binary_is_unchanged(
 
     monkeypatch.setattr(uvrun, "uv_version", refuse)
     monkeypatch.setattr(uvrun, "uv_binary", refuse)
-    assert uvrun.remembered_uv_version(tmp_path) == version
+    assert uvrun.remembered_uv_version(CacheRoot(tmp_path)) == version
 
     record = json.loads(record_path.read_text())
     record["stat"][1] -= 1  # the binary was replaced since
     record_path.write_text(json.dumps(record))
     monkeypatch.setattr(uvrun, "uv_binary", lambda: binary)
     monkeypatch.setattr(uvrun, "uv_version", lambda _binary=None: "9.9.9")
-    assert uvrun.remembered_uv_version(tmp_path) == "9.9.9"
+    assert uvrun.remembered_uv_version(CacheRoot(tmp_path)) == "9.9.9"
     assert json.loads(record_path.read_text())["version"] == "9.9.9"
 
 
@@ -206,19 +207,19 @@ def test_uvs_version_is_remembered_while_the_binary_is_unchanged(
 
 
 def test_an_unchanged_layer_is_not_written_again(tmp_path: Path) -> None:
-    store = LayerStore(tmp_path)
+    store = LayerCache(CacheRoot(tmp_path))
     entries = [LayerEntry("/app/a.py", "file", data=b"print(1)\n")]
-    first = store.write(entries, mediatypes.OCI_LAYER_GZIP, mtime=0)
+    first = store.write_layer(entries, mediatypes.OCI_LAYER_GZIP, mtime=0)
     assert first.path is not None
     before = first.path.stat()
-    again = store.write(entries, mediatypes.OCI_LAYER_GZIP, mtime=0)
+    again = store.write_layer(entries, mediatypes.OCI_LAYER_GZIP, mtime=0)
     assert (again.digest, again.size, again.diff_id, again.path) == (
         first.digest, first.size, first.diff_id, first.path,
     )  # fmt: skip
     after = first.path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert not [p for p in store.blobs.iterdir() if p.name.startswith(".tmp")]
-    changed = store.write([LayerEntry("/app/a.py", "file", data=b"print(2)\n")],
+    assert not list(store.root.tmp.iterdir())  # the second temp file was dropped
+    changed = store.write_layer([LayerEntry("/app/a.py", "file", data=b"print(2)\n")],
                           mediatypes.OCI_LAYER_GZIP, mtime=0)  # fmt: skip
     assert changed.digest != first.digest and changed.path is not None
     assert changed.path.is_file()

@@ -22,6 +22,9 @@ ALLOWED = {
     # Standard library and errors only: starting and stopping detached servers, shared
     # with the build server. What it imports is checked here all the same.
     "mpkit.background",
+    # Standard library only: atomic writes and flock locks, one way for all of mpkit.
+    "mpkit.atomicfile",
+    "mpkit.filelock",
 }
 
 PROBE = """

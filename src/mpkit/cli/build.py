@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from mpkit.cache.root import CacheRoot
 from mpkit.cli.common import (
     add_external_links_option,
     add_pull_option,
@@ -21,7 +22,6 @@ from mpkit.cli.output import Output, human_size
 from mpkit.engine import EngineChoice
 from mpkit.errors import UsageError
 from mpkit.image.archive_writer import write_docker_archive
-from mpkit.image.cache import default_cache_dir
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.source import parse_source
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
@@ -87,7 +87,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(f"--wheelhouse {args.wheelhouse}: no such directory")
     request = BuildRequest(
         project=args.project.resolve(),
-        cache_root=default_cache_dir(),
+        cache_root=CacheRoot.default().path,
         settings=settings,
         client_options=options,
         platform=platform_arg(args),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from mpkit.cache.root import CacheRoot
 from mpkit.cli import build
 from mpkit.cli.common import (
     add_output_options,
@@ -17,7 +18,7 @@ from mpkit.cli.common import (
 )
 from mpkit.cli.output import Output, human_size
 from mpkit.errors import UsageError
-from mpkit.image.cache import LayerCache, default_cache_dir
+from mpkit.image.cache import LayerCache
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.source import load_source, parse_source
 from mpkit.registry import blob_locations, inspect_image, open_client, pull_image, push_image
@@ -82,7 +83,7 @@ def cmd_push(args: argparse.Namespace, out: Output) -> int:
     options = client_options(args)
     credential = explicit_credential(args)
     image = load_source(
-        args.source, platform=platform_arg(args), cache=LayerCache(default_cache_dir())
+        args.source, platform=platform_arg(args), cache=LayerCache(CacheRoot.default().open())
     )
     mount_from = tuple(
         reference_arg(f"{target.registry}/{r}", "--mount-from").path for r in args.mount_from

@@ -6,12 +6,12 @@ import base64
 import binascii
 import json
 import os
-import tempfile
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mpkit.atomicfile import write_bytes
 from mpkit.errors import ConfigError, CredentialError
 from mpkit.jsonfile import load_json_object
 
@@ -152,38 +152,12 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """
     target = Path(os.path.realpath(path))
     text = json.dumps(data, indent="\t", ensure_ascii=False) + "\n"
-    tmp_name: str | None = None
     try:
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            if hasattr(os, "fchmod"):
-                os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp_name).replace(target)
-        tmp_name = None
-        _fsync_directory(target.parent)
+        write_bytes(target, text.encode("utf-8"), mode=0o600, dir_mode=0o700,
+                    sync_directory=True)  # fmt: skip
     except OSError as exc:
         raise CredentialError(
             f"Cannot write {target}: {exc.strerror or exc}.",
             hint="Check that the directory exists and is writable by you, and that the disk "
             "is not full.",
         ) from None
-    finally:
-        if tmp_name is not None:
-            with suppress(OSError):
-                Path(tmp_name).unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename durable on POSIX; directories cannot be opened on Windows.
-    if os.name != "posix":
-        return
-    with suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

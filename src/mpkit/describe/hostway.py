@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mpkit.cache.root import CacheRoot
 from mpkit.describe.imagefs import HostPython, compiled_problem, extract_paths
 from mpkit.image.types import Image
 from mpkit.imagebuild.basefs import LayeredFilesystem
@@ -56,7 +57,7 @@ def plan_host_run(image: Image, cache_dir: Path | None) -> HostPlan:
     """Check that the host can run the adapter_definition command; raise HostUnsuitable."""
     config = image.config_json.get("config") or {}
     workdir = normpath(config.get("WorkingDir") or "/")
-    fs = LayeredFilesystem(image.layers, cache_dir=cache_dir / "fsindex" if cache_dir else None)
+    fs = LayeredFilesystem(image.layers, cache=CacheRoot(cache_dir) if cache_dir else None)
     command = _definition_command(fs.read_file(posixpath.join(workdir, "commands.cfg")), workdir)
     interpreter = command[0]
     if not PYTHON_NAME.match(posixpath.basename(interpreter)):
@@ -103,7 +104,8 @@ def prepare_host_run(
     """Extract the image's files into *io_dir*; the runner's job and environment."""
     root = io_dir / "rootfs"
     site_dirs = list(plan.target.site_dirs)
-    extract_paths(image.layers, [plan.workdir, *site_dirs], root, cache_dir=cache_dir)
+    cache = CacheRoot(cache_dir) if cache_dir else None
+    extract_paths(image.layers, [plan.workdir, *site_dirs], root, cache=cache)
     host = HostPython.current()
     present = [root / d.lstrip("/") for d in site_dirs if (root / d.lstrip("/")).is_dir()]
     for directory in present:

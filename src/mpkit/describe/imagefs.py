@@ -1,10 +1,10 @@
 """Copy chosen directories of an image's filesystem out of its layers (for the host way),
 and decide whether the host's Python can load the Python packages found there.
 
-Layers are streamed bottom to top, once each; whiteouts (image-spec layer.md: ``.wh.NAME``
-deletes NAME, ``.wh..wh..opq`` empties the directory below) are applied, so the result
-is what a container would see under those directories. Nothing outside the chosen
-directories is written, and no entry can escape the destination.
+What a container would see under those directories comes from the merged view of the
+layers (mpkit.imagebuild.basefs, which applies the whiteouts); each visible file is then
+taken from the layer the view names, streaming every layer at most once. Nothing outside
+the chosen directories is written, and no entry can escape the destination.
 """
 
 from __future__ import annotations
@@ -18,18 +18,17 @@ import shutil
 import sys
 import sysconfig
 import tarfile
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mpkit.cache.root import CacheRoot
 from mpkit.errors import ImageFormatError
 from mpkit.image.types import Blob
+from mpkit.imagebuild.basefs import LayeredFilesystem, Placed
 from mpkit.imagebuild.fsview import normpath
 
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
-SNAPSHOT_MIN_LAYER = 1 << 20  # keep the extraction after layers this big (compressed)
+SNAPSHOT_MIN_LAYER = 1 << 20  # keep the extraction up to the last layer this big (compressed)
 _MANYLINUX_ALIASES = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(.+)$")
 _EXTENSION = re.compile(r"\.(cpython-\d+[a-z]*-[^.]+|abi3|pypy[^.]*)\.so$|\.so$")
@@ -40,30 +39,33 @@ def extract_paths(
     prefixes: Iterable[str],
     destination: Path,
     *,
-    cache_dir: Path | None = None,
+    cache: CacheRoot | None = None,
 ) -> None:
     """Write every file under *prefixes* (absolute image paths) into *destination*.
 
-    With *cache_dir*, the result after each large layer is kept there, keyed by the
-    layer chain and the prefixes, so the next build of the same base starts from it.
+    With *cache*, the result up to the last large layer (the base and the installed
+    packages, typically) is kept in its ``hostfs`` area, keyed by those layers and the
+    prefixes, so the next build of the same base starts from it.
     """
     wanted = sorted({normpath(p) for p in prefixes})
     destination.mkdir(parents=True, exist_ok=True)
     destination = destination.resolve()
-    chain = _chain_keys(layers, wanted)
-    start = 0
-    snapshots = cache_dir / "hostfs" if cache_dir is not None else None
-    if snapshots is not None:
+    done = -1  # the destination holds the view of layers[: done + 1]
+    if cache is not None:
+        chain = _chain_keys(layers, wanted)
         for index in reversed(range(len(layers))):
-            if (snapshots / chain[index]).is_dir():
-                shutil.copytree(snapshots / chain[index], destination, symlinks=True,
-                                dirs_exist_ok=True)  # fmt: skip
-                start = index + 1
+            snapshot = cache.hostfs / chain[index]
+            if snapshot.is_dir():
+                shutil.copytree(snapshot, destination, symlinks=True, dirs_exist_ok=True)
+                cache.mark_used(snapshot)
+                done = index
                 break
-    for index in range(start, len(layers)):
-        _apply_layer(layers[index], wanted, destination)
-        if snapshots is not None and layers[index].size >= SNAPSHOT_MIN_LAYER:
-            _snapshot(destination, snapshots, chain[index])
+        large = [i for i, layer in enumerate(layers) if layer.size >= SNAPSHOT_MIN_LAYER]
+        if large and large[-1] > done:
+            done = _materialize(layers[: large[-1] + 1], wanted, destination, done, cache)
+            _snapshot(destination, cache, chain[done])
+    if done < len(layers) - 1:
+        _materialize(layers, wanted, destination, done, cache)
 
 
 def _chain_keys(layers: Sequence[Blob], wanted: Sequence[str]) -> list[str]:
@@ -74,23 +76,62 @@ def _chain_keys(layers: Sequence[Blob], wanted: Sequence[str]) -> list[str]:
     return keys
 
 
-def _snapshot(source: Path, snapshots: Path, key: str) -> None:
-    if (snapshots / key).is_dir():
+def _snapshot(source: Path, cache: CacheRoot, key: str) -> None:
+    if (cache.hostfs / key).is_dir():
         return
-    snapshots.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=snapshots))
-    try:
-        shutil.copytree(source, temp, symlinks=True, dirs_exist_ok=True)
-        temp.rename(snapshots / key)
-    except OSError:
-        shutil.rmtree(temp, ignore_errors=True)  # another build made it first, or no room
+    with cache.temp_dir("hostfs") as temp:
+        try:
+            shutil.copytree(source, temp.path, symlinks=True, dirs_exist_ok=True)
+            temp.publish(cache.hostfs / key)
+        except OSError:
+            pass  # another build made it first, or no room: the next build tries again
 
 
-def _apply_layer(layer: Blob, wanted: Sequence[str], destination: Path) -> None:
+def _materialize(
+    layers: Sequence[Blob], wanted: Sequence[str], root: Path, done: int, cache: CacheRoot | None
+) -> int:
+    """Turn *root*, which holds the view of ``layers[: done + 1]``, into the view of all of
+    *layers* (under *wanted*); returns the number of the last layer."""
+    view = LayeredFilesystem(layers, cache=cache)
+    target = {placed.path: placed for prefix in wanted for placed in view.walk(prefix)}
+    for prefix in wanted:
+        _drop_outdated(root, prefix, target, done)
+    for number in range(done + 1, len(layers)):
+        held = {path for path, placed in target.items() if placed.layer == number}
+        if held:
+            _extract_layer(layers[number], held, root)
+    return len(layers) - 1
+
+
+def _drop_outdated(root: Path, prefix: str, target: dict[str, Placed], done: int) -> None:
+    """Remove what the view no longer has under *prefix*, or has from a layer above *done*."""
+    local = _local(root, prefix)
+    if local is not None:
+        _drop(local, prefix, target, done)
+
+
+def _drop(local: Path, image_path: str, target: dict[str, Placed], done: int) -> None:
+    if not (local.exists() or local.is_symlink()):
+        return
+    placed = target.get(image_path)
+    is_dir = local.is_dir() and not local.is_symlink()
+    if placed is None or (placed.info.kind == "dir") != is_dir:
+        _remove(local)
+    elif is_dir:  # a directory listed again by a later layer keeps what lower ones put in it
+        for child in sorted(local.iterdir()):
+            _drop(child, posixpath.join(image_path, child.name), target, done)
+    elif placed.layer > done:
+        _remove(local)
+
+
+def _extract_layer(layer: Blob, held: set[str], root: Path) -> None:
+    """Write the members of *layer* whose paths are in *held*, in the tar's order."""
     try:
         with layer.open() as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
-                _apply(tar, member, wanted, destination)
+                path = normpath(member.name)
+                if path in held:
+                    _write(tar, member, path, root)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ImageFormatError(
             f"layer {layer.digest} could not be read: {exc}",
@@ -98,27 +139,8 @@ def _apply_layer(layer: Blob, wanted: Sequence[str], destination: Path) -> None:
         ) from exc
 
 
-def _under(path: str, prefixes: Sequence[str]) -> bool:
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
-
-
-def _apply(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, wanted: Sequence[str], root: Path
-) -> None:
-    path = normpath(member.name)
-    directory, name = posixpath.split(path)
-    if name == OPAQUE:
-        inside = _local(root, directory)
-        if _under(directory, wanted) and inside is not None:
-            _clear(inside)
-        return
-    if name.startswith(WHITEOUT):
-        removed = posixpath.join(directory, name[len(WHITEOUT) :])
-        inside = _local(root, removed)
-        if _under(removed, wanted) and inside is not None:
-            _remove(inside)
-        return
-    target = _local(root, path) if _under(path, wanted) else None
+def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, root: Path) -> None:
+    target = _local(root, path)
     if target is None:
         return
     if member.isdir():
@@ -159,12 +181,6 @@ def _remove(path: Path) -> None:
         path.unlink()
     elif path.is_dir():
         shutil.rmtree(path)
-
-
-def _clear(directory: Path) -> None:
-    if directory.is_dir() and not directory.is_symlink():
-        for child in directory.iterdir():
-            _remove(child)
 
 
 # -- can the host load these packages? ------------------------------------------------

@@ -16,9 +16,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mpkit.cache.root import CacheRoot
 from mpkit.describe.errors import DescribeError
-from mpkit.image._fs import atomic_write_bytes
-from mpkit.image.cache import default_cache_dir
 
 if TYPE_CHECKING:  # xmlschema costs ~0.1 s to import: only when a describe is validated
     import xmlschema
@@ -86,8 +85,10 @@ def validate_describe(
     A pair already found valid is remembered (by content) in the cache: loading the
     XSD 1.1 schema costs a good part of a second, on every unchanged rebuild otherwise.
     """
-    marker = _valid_marker(describe_xml, schema_path)
+    cache = CacheRoot.default()
+    marker = _valid_marker(cache, describe_xml, schema_path)
     if marker is not None and marker.exists():
+        cache.mark_used(marker)
         return
     try:
         problems = describe_problems(describe_xml, schema_path)
@@ -96,7 +97,7 @@ def validate_describe(
     if not problems:
         if marker is not None:
             with contextlib.suppress(OSError):
-                atomic_write_bytes(marker, b"valid\n")
+                cache.write_bytes(marker, b"valid\n")
         return
     shown = "; ".join(problems[:MAX_REPORTED])
     more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
@@ -107,7 +108,7 @@ def validate_describe(
     )
 
 
-def _valid_marker(describe_xml: bytes, schema_path: Path) -> Path | None:
+def _valid_marker(cache: CacheRoot, describe_xml: bytes, schema_path: Path) -> Path | None:
     try:
         schema = schema_path.read_bytes()
     except OSError:
@@ -116,7 +117,7 @@ def _valid_marker(describe_xml: bytes, schema_path: Path) -> Path | None:
     validator = f"{VALIDATION_VERSION} xmlschema {importlib.metadata.version('xmlschema')}"
     for part in (validator.encode(), schema, describe_xml):
         key.update(hashlib.sha256(part).digest())
-    return default_cache_dir() / "describe-valid" / key.hexdigest()
+    return cache.describe_valid / key.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from mpkit.image.archive import read_docker_archive as read_docker_archive
     from mpkit.image.archive import read_oci_archive as read_oci_archive
     from mpkit.image.cache import LayerCache as LayerCache
-    from mpkit.image.cache import default_cache_dir as default_cache_dir
     from mpkit.image.digest import HashingWriter as HashingWriter
     from mpkit.image.digest import digest_hex as digest_hex
     from mpkit.image.digest import sha256_digest as sha256_digest
@@ -37,7 +36,6 @@ _HOMES = {
     "read_docker_archive": "archive",
     "read_oci_archive": "archive",
     "LayerCache": "cache",
-    "default_cache_dir": "cache",
     "HashingWriter": "digest",
     "digest_hex": "digest",
     "sha256_digest": "digest",

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from mpkit.errors import ImageFormatError
 from mpkit.image import mediatypes as mt
 from mpkit.image._tar import GZIP_MAGIC, ZSTD_MAGIC, TarIndex, TarMember
-from mpkit.image.cache import LayerCache, default_cache_dir
+from mpkit.image.cache import LayerCache
 from mpkit.image.compress import gunzip_digests
 from mpkit.image.digest import digest_algorithm, digest_hex, validate_digest
 from mpkit.image.layout import REF_NAME, OCILayoutReader, check_platform, dump_json
@@ -31,7 +31,7 @@ from mpkit.image.types import (
     parse_json_object,
 )
 
-__all__ = ["LayerCache", "TarStore", "default_cache_dir", "read_docker_archive", "read_oci_archive"]
+__all__ = ["LayerCache", "TarStore", "read_docker_archive", "read_oci_archive"]
 
 CONTAINERD_IMAGE_NAME = "io.containerd.image.name"  # docker save (v25+) annotation
 _INDEX_SELECTOR = re.compile(r"^@(\d+)$")

@@ -9,8 +9,8 @@ import json
 import tarfile
 from pathlib import Path
 
+from mpkit.atomicfile import atomic_output
 from mpkit.image import mediatypes
-from mpkit.image._fs import atomic_output
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Blob, Image
 

@@ -1,56 +1,53 @@
-"""Content-addressed cache of gzip-compressed layers, keyed by diff_id.
+"""The content-addressed layer store of the cache root: every layer mpkit builds or
+compresses goes to ``<cache>/blobs/sha256``, beside the pulled base images (one CAS).
 
-``ROOT/blobs/sha256/<hex>`` holds compressed layers and
-``ROOT/diffids/sha256/<hex>`` maps a diff_id to the compressed digest, so the
-same uncompressed layer is compressed once per machine. Writes are atomic.
+``diffids/sha256/<hex>`` maps an uncompressed layer's diff_id to its compressed digest,
+so the same layer of an image archive is compressed once per machine, and
+``layers/<key>.json`` records a built layer under a content key (e.g. a dependency
+layer), so an unchanged build reuses it. Every write is atomic.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-import platformdirs
-
+from mpkit.cache.root import CacheRoot
 from mpkit.errors import ImageFormatError
 from mpkit.image import mediatypes as mt
-from mpkit.image._fs import atomic_write_bytes
 from mpkit.image.compress import gzip_layer
 from mpkit.image.digest import digest_hex, hash_stream, validate_digest
+from mpkit.image.layerwriter import LayerEntry, write_layer
 from mpkit.image.types import Descriptor, Layer
 
 
-def default_cache_dir() -> Path:
-    """``$MPKIT_CACHE_DIR``, else the per-user cache directory for mpkit."""
-    override = os.environ.get("MPKIT_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("mpkit"))
-
-
 class LayerCache:
-    """Compressed layers by diff_id; ``hits``/``misses`` count look-ups in this process."""
+    """Layers in the cache root; ``hits``/``misses`` count diff_id look-ups in this process."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: CacheRoot) -> None:
         self.root = root
         self.hits = 0
         self.misses = 0
 
     @classmethod
     def default(cls) -> LayerCache:
-        return cls(default_cache_dir())
+        return cls(CacheRoot.default())
 
     def blob_path(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / digest_hex(digest)
+        return self.root.blobs / digest_hex(digest)
 
-    def _diff_id_path(self, diff_id: str) -> Path:
-        return self.root / "diffids" / "sha256" / digest_hex(diff_id)
+    def _layer(self, digest: str, size: int, diff_id: str, media_type: str) -> Layer:
+        path = self.blob_path(digest)
+        return Layer(Descriptor(media_type, digest, size), lambda: open(path, "rb"), path=path,
+                     diff_id=diff_id)  # fmt: skip
 
+    # -- layers by diff_id (compressed from image archives) ------------------------------------
     def lookup(self, diff_id: str) -> tuple[str, int] | None:
         """(compressed digest, size) cached for *diff_id*, if its blob is still there."""
         try:
-            digest = self._diff_id_path(diff_id).read_text().strip()
+            digest = (self.root.diffids / digest_hex(diff_id)).read_text().strip()
             validate_digest(digest)
             return digest, self.blob_path(digest).stat().st_size
         except (FileNotFoundError, ImageFormatError):
@@ -82,29 +79,55 @@ class LayerCache:
         else:
             self.misses += 1
             digest, size = self._compress(diff_id, opener, where)
-        path = self.blob_path(digest)
-        descriptor = Descriptor(media_type, digest, size)
-        return Layer(descriptor, lambda: open(path, "rb"), path=path, diff_id=diff_id)
+        return self._layer(digest, size, diff_id, media_type)
 
     def _compress(
         self, diff_id: str, opener: Callable[[], BinaryIO], where: str
     ) -> tuple[str, int]:
-        blobs = self.root / "blobs" / "sha256"
-        blobs.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=blobs)
-        try:
-            with os.fdopen(handle, "wb") as sink, opener() as source:
-                result = gzip_layer(source, sink)
-                sink.flush()
-                os.fsync(sink.fileno())
+        with self.root.output(label="layer") as sink:
+            with opener() as source:
+                result = gzip_layer(source, sink.stream)
             _check_diff_id(result.diff_id, diff_id, where)
-            Path(temp).chmod(0o644)
-            Path(temp).replace(self.blob_path(result.digest))
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        atomic_write_bytes(self._diff_id_path(diff_id), result.digest.encode() + b"\n")
+            sink.commit(self.blob_path(result.digest))
+        record = result.digest.encode() + b"\n"
+        self.root.write_bytes(self.root.diffids / digest_hex(diff_id), record)
         return result.digest, result.size
+
+    # -- layers built from entries -------------------------------------------------------------
+    def write_layer(self, entries: Iterable[LayerEntry], media_type: str, *, mtime: int) -> Layer:
+        """Write a layer of *entries* into the store (kept as it is if built before)."""
+        with self.root.output(label="layer") as sink:
+            result = write_layer(entries, sink.stream, mtime=mtime)
+            final = self.blob_path(result.digest)
+            if _has_size(final, result.size):
+                sink.discard()  # built before (an unchanged COPY): keep it, skip the fsync
+            else:
+                sink.commit(final)
+        return self._layer(result.digest, result.size, result.diff_id, media_type)
+
+    def cached(self, key: str, media_type: str) -> Layer | None:
+        """The layer recorded under *key*, if its blob is still in the store."""
+        record_path = self.root.layer_records / f"{key}.json"
+        try:
+            record = json.loads(record_path.read_text())
+            layer = self._layer(record["digest"], record["size"], record["diff_id"], media_type)
+        except (OSError, ValueError, KeyError, TypeError, ImageFormatError):
+            return None
+        if not _has_size(self.blob_path(layer.digest), layer.size):
+            return None
+        self.root.mark_used(record_path)
+        return layer
+
+    def remember(self, key: str, layer: Layer) -> None:
+        record = {"digest": layer.digest, "size": layer.size, "diff_id": layer.diff_id}
+        self.root.write_bytes(self.root.layer_records / f"{key}.json", json.dumps(record).encode())
+
+
+def _has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def _check_diff_id(actual: str, expected: str, where: str) -> None:

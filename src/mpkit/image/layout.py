@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from mpkit.atomicfile import atomic_output, write_bytes
 from mpkit.errors import DigestMismatchError, ImageFormatError
 from mpkit.image import mediatypes as mt
-from mpkit.image._fs import atomic_output, atomic_write_bytes
 from mpkit.image.digest import (
     compute_digest,
     digest_algorithm,
@@ -339,21 +339,25 @@ def dump_json(value: Any) -> bytes:
 
 
 class OCILayoutWriter:
-    """Writes blobs and tags into an OCI layout directory, every file atomically."""
+    """Writes blobs and tags into an OCI layout directory, every file atomically (the
+    temps in *temp_dir*, default beside each file)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, temp_dir: Path | None = None) -> None:
         self.root = root
+        self.temp_dir = temp_dir
         self._store = DirectoryStore(root)
         (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         layout_file = root / "oci-layout"
         if layout_file.exists():
             OCILayoutReader(self._store).check_layout_file()
         else:
-            atomic_write_bytes(
-                layout_file, dump_json({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION})
+            write_bytes(
+                layout_file,
+                dump_json({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}),
+                temp_dir=temp_dir,
             )
         if not (root / "index.json").exists():
-            atomic_write_bytes(root / "index.json", dump_json(_EMPTY_INDEX))
+            write_bytes(root / "index.json", dump_json(_EMPTY_INDEX), temp_dir=temp_dir)
 
     def blob_path(self, digest: str) -> Path:
         return self._store.blob_path(digest)
@@ -375,7 +379,7 @@ class OCILayoutWriter:
             return path
         hasher = new_hasher(digest_algorithm(digest))
         written = 0
-        with atomic_output(path) as out:
+        with atomic_output(path, temp_dir=self.temp_dir) as out:
             for chunk in chunks:
                 written += len(chunk)
                 if written > size:
@@ -426,7 +430,7 @@ class OCILayoutWriter:
             # modification time still says when the layout was last used.
             os.utime(index_path)
             return
-        atomic_write_bytes(index_path, updated)
+        write_bytes(index_path, updated, temp_dir=self.temp_dir)
 
     def write_image(self, image: Image, tag: str | None = None) -> Descriptor:
         """Copy every blob of *image* and its manifest into the layout and tag it."""

@@ -1,8 +1,8 @@
 """Find, pull and cache the base image of a build: aliases, mirrors, digest pinning.
 
 The cache is an OCI layout at the mpkit cache root, so its blobs are shared with the
-layer cache; index.json remembers which reference resolved to which digest, which
-lets an offline build reuse the last pull (with a warning). A tag resolved less than
+layer store (mpkit.image.cache); index.json remembers which reference resolved to which
+digest, which lets an offline build reuse the last pull (with a warning). A tag resolved less than
 ``base_recheck_seconds`` ago is not asked again (``<cache>/base-checks/``), as
 ``podman build`` and docker's classic builder reuse a local base; a digest-pinned base
 whose blobs are cached needs no registry at all.
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpkit.cache.root import CacheRoot
 from mpkit.errors import ImageFormatError, InvalidReferenceError, MpkitError, RegistryError
 from mpkit.image import mediatypes
-from mpkit.image._fs import atomic_write_bytes
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Blob, Descriptor, Layer, Platform
@@ -31,7 +31,6 @@ from mpkit.registry.transport import ClientOptions
 from mpkit.settings import ALIASES_ENV, Settings
 
 REF_NAME = "org.opencontainers.image.ref.name"
-CHECKS_DIR = "base-checks"
 # The VMware SDK (1.3.x) builds "base-adapter:<lang>-<version>" locally on first use.
 SDK_LOCAL_BASE = re.compile(r"^base-adapter:[A-Za-z0-9_.-]+$")
 SDK_PUBLIC_REPO = (
@@ -116,7 +115,7 @@ class BaseResolver:
 
     def __init__(
         self,
-        cache_root: Path,
+        cache: CacheRoot,
         *,
         settings: Settings,
         options: ClientOptions,
@@ -126,8 +125,8 @@ class BaseResolver:
     ) -> None:
         """*recheck*: ask the registry even if the tag was resolved recently (--pull)."""
         self.recheck = recheck
-        self.store = OCILayoutWriter(cache_root)
-        self.cache_root = cache_root
+        self.store = OCILayoutWriter(cache.path, temp_dir=cache.tmp)
+        self.cache = cache
         self.settings = settings
         self.options = options
         self.platform = platform
@@ -218,17 +217,17 @@ class BaseResolver:
             "checked_at": time.time(),
             "manifest": manifest.to_dict(),
         }
-        atomic_write_bytes(self._check_path(upstream), json.dumps(record).encode())
+        self.cache.write_bytes(self._check_path(upstream), json.dumps(record).encode())
 
     def _check_path(self, upstream: Reference) -> Path:
         name = hashlib.sha256(_ref_name(upstream).encode()).hexdigest()[:32]
-        return self.cache_root / CHECKS_DIR / f"{name}.json"
+        return self.cache.base_checks / f"{name}.json"
 
     def _cached(
         self, name: str, upstream: Reference, source: str = "cache (offline)"
     ) -> BaseImage | None:
         try:
-            index = json.loads((self.cache_root / "index.json").read_bytes())
+            index = json.loads(self.cache.index_file.read_bytes())
         except (OSError, ValueError):
             return None
         for entry in index.get("manifests", []):

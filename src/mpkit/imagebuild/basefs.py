@@ -2,7 +2,10 @@
 
 Each layer is listed once (cached per layer digest under ``<cache>/fsindex``); the view
 applies whiteouts (image-spec layer.md: ``.wh.NAME`` deletes NAME, ``.wh..wh..opq``
-hides the directory's lower content) so the builder sees what a container would.
+hides the directory's lower content) so the builder sees what a container would. This
+is mpkit's one reader of whiteouts: whoever needs the files a container would see (the
+builder, or describe copying them out) asks this view, and the view says which layer
+holds each entry.
 
 The merged result is cached too, per ordered list of layer digests, grouped by directory:
 a build opens it in well under a millisecond and decodes only the directories it looks at.
@@ -15,12 +18,13 @@ import json
 import marshal
 import posixpath
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from mpkit.cache.root import CacheRoot
 from mpkit.errors import ImageFormatError
-from mpkit.image._fs import atomic_write_bytes
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Blob
 from mpkit.imagebuild import marshalfile
@@ -48,9 +52,9 @@ ROOT: Attrs = ("dir", 0o755, 0, 0, 0, "", -1)
 _KIND = b"mpkit-fsview"
 
 
-def index_layer(blob: Blob, cache_dir: Path | None) -> dict[str, object]:
+def index_layer(blob: Blob, cache: CacheRoot | None) -> dict[str, object]:
     """List one gzip/plain tar layer (cached by digest)."""
-    cached = _index_path(cache_dir, blob.descriptor.digest)
+    cached = _index_path(cache, blob.descriptor.digest)
     if cached is not None and cached.exists():
         data = json.loads(cached.read_text())
         if data.get("version") == INDEX_VERSION:
@@ -90,13 +94,13 @@ def index_layer(blob: Blob, cache_dir: Path | None) -> dict[str, object]:
     result: dict[str, object] = {
         "version": INDEX_VERSION, "entries": entries, "whiteouts": whiteouts, "opaque": opaque,
     }  # fmt: skip
-    if cached is not None:
-        atomic_write_bytes(cached, json.dumps(result).encode())
+    if cache is not None and cached is not None:
+        cache.write_bytes(cached, json.dumps(result).encode())
     return result
 
 
-def _index_path(cache_dir: Path | None, digest: str) -> Path | None:
-    return None if cache_dir is None else cache_dir / f"{digest_hex(digest)}.json"
+def _index_path(cache: CacheRoot | None, digest: str) -> Path | None:
+    return None if cache is None else cache.fsindex / f"{digest_hex(digest)}.json"
 
 
 class _Merge:
@@ -151,15 +155,17 @@ class _Merge:
         return out
 
 
-def merged_view_path(cache_dir: Path, layers: Sequence[Blob]) -> Path:
+def merged_view_path(cache: CacheRoot, layers: Sequence[Blob]) -> Path:
     """Where the merged view of *layers* (in this order) is cached."""
     key = hashlib.sha256("\n".join(b.descriptor.digest for b in layers).encode()).hexdigest()
-    return cache_dir / f"merged-{key}.view"
+    return cache.fsindex / f"merged-{key}.view"
 
 
-def _save_merged(path: Path, root: Attrs, directories: dict[str, dict[str, Attrs]]) -> None:
+def _save_merged(
+    cache: CacheRoot, path: Path, root: Attrs, directories: dict[str, dict[str, Attrs]]
+) -> None:
     packed = {name: marshal.dumps(entries) for name, entries in directories.items()}
-    marshalfile.write(path, _KIND, MERGED_VERSION, (root, packed))
+    marshalfile.write(path, _KIND, MERGED_VERSION, (root, packed), temp_dir=cache.tmp)
 
 
 def _load_merged(path: Path) -> tuple[Attrs, dict[str, bytes]] | None:
@@ -173,27 +179,50 @@ def _load_merged(path: Path) -> tuple[Attrs, dict[str, bytes]] | None:
     return root, packed
 
 
+@dataclass(frozen=True)
+class Placed:
+    """An entry of the merged view, and the number of the layer (bottom = 0) holding it."""
+
+    path: str
+    info: FileInfo
+    layer: int
+
+
 class LayeredFilesystem:
     """FilesystemView over base layers, bottom first."""
 
-    def __init__(self, layers: Sequence[Blob], *, cache_dir: Path | None = None) -> None:
+    def __init__(self, layers: Sequence[Blob], *, cache: CacheRoot | None = None) -> None:
         self._layers = list(layers)
-        self._cache_dir = cache_dir  # the listings' directory (<cache>/fsindex)
+        self._cache = cache  # listings, merged views and file contents go to its fsindex
         self._packed: dict[str, bytes] = {}  # directory -> marshalled {name: attrs}
         self._directories: dict[str, dict[str, Attrs]] = {}  # the ones decoded so far
         self._infos: dict[str, FileInfo | None] = {}
-        cached = merged_view_path(cache_dir, self._layers) if cache_dir is not None else None
+        cached = merged_view_path(cache, self._layers) if cache is not None else None
         loaded = _load_merged(cached) if cached is not None else None
-        if loaded is not None:
+        if loaded is not None and cache is not None and cached is not None:
             self._root, self._packed = loaded
+            cache.mark_used(cached)
             return
         merge = _Merge()
         for number, blob in enumerate(self._layers):
-            merge.apply(index_layer(blob, cache_dir), number)
+            merge.apply(index_layer(blob, cache), number)
         self._root = merge.entries["/"]
         self._directories = merge.by_directory()
-        if cached is not None:
-            _save_merged(cached, self._root, self._directories)
+        if cache is not None and cached is not None:
+            _save_merged(cache, cached, self._root, self._directories)
+
+    def walk(self, top: str) -> Iterator[Placed]:
+        """*top* and everything below it, parents before their children, names sorted.
+
+        Entries a layer put below a symbolic link are listed too (a tar extraction writes
+        them through the link)."""
+        path = normpath(top)
+        attrs = self._attrs(path)
+        if attrs is None:
+            return
+        yield Placed(path, _info(attrs), attrs[6])
+        for name in self.listdir(path):
+            yield from self.walk(posixpath.join(path, name))
 
     def _directory(self, path: str) -> dict[str, Attrs] | None:
         found = self._directories.get(path)
@@ -220,7 +249,7 @@ class LayeredFilesystem:
         except KeyError:
             pass
         attrs = self._attrs(path)
-        info = None if attrs is None else FileInfo(cast(FileKind, attrs[0]), *attrs[1:6])
+        info = None if attrs is None else _info(attrs)
         self._infos[path] = info
         return info
 
@@ -243,16 +272,16 @@ class LayeredFilesystem:
         if cached is not None and cached.is_file():
             return cached.read_bytes()[:limit]
         data = self._extract(number, path)
-        if data is not None and cached is not None:
-            atomic_write_bytes(cached, data)
+        if data is not None and cached is not None and self._cache is not None:
+            self._cache.write_bytes(cached, data)
         return None if data is None else data[:limit]
 
     def _content_path(self, number: int, path: str) -> Path | None:
-        if self._cache_dir is None:
+        if self._cache is None:
             return None
         layer = digest_hex(self._layers[number].descriptor.digest)
         name = hashlib.sha256(path.encode()).hexdigest()
-        return self._cache_dir / f"{layer}.files" / name
+        return self._cache.fsindex / f"{layer}.files" / name
 
     def _extract(self, number: int, path: str) -> bytes | None:
         with self._layers[number].open() as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
@@ -261,3 +290,7 @@ class LayeredFilesystem:
                     handle = tar.extractfile(member)
                     return b"" if handle is None else handle.read()
         return None
+
+
+def _info(attrs: Attrs) -> FileInfo:
+    return FileInfo(cast(FileKind, attrs[0]), *attrs[1:6])

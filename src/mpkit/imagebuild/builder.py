@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mpkit.cache.root import CacheRoot
 from mpkit.engine import EngineChoice, find_engines
 from mpkit.errors import ConfigError, ContainerEngineError
 from mpkit.image.cache import LayerCache
@@ -16,7 +17,6 @@ from mpkit.imagebuild.base import BaseImage, BaseResolver, base_reference, mirro
 from mpkit.imagebuild.context import BuildContext
 from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
 from mpkit.imagebuild.fallback import engine_build
-from mpkit.imagebuild.layerstore import LayerStore
 from mpkit.imagebuild.native import NativeBuild, StepReport, check_native
 from mpkit.imagebuild.stage import StageEvaluator
 from mpkit.reference import is_loopback_host
@@ -27,7 +27,7 @@ from mpkit.settings import Settings
 @dataclass(frozen=True)
 class BuildRequest:
     project: Path
-    cache_root: Path
+    cache_root: Path  # see mpkit.cache.CacheRoot
     settings: Settings
     client_options: ClientOptions
     dockerfile: Path | None = None  # default: <project>/Dockerfile
@@ -62,17 +62,18 @@ def build_image(
             hint="an SDK project has a Dockerfile at its root; pass the project path",
         ) from None
     context = BuildContext(request.project, allow_external_links=request.allow_external_links)
+    cache = CacheRoot(request.cache_root).open()
     try:
         parsed = parse_dockerfile(text, path=str(dockerfile_path))
         check_native(parsed)
     except NeedsEngineError as exc:
-        return _engine(request, context, text, exc, log)
+        return _engine(request, cache, context, text, exc, log)
     evaluator = StageEvaluator(
         parsed, build_args=request.build_args, platform=str(request.platform)
     )
     platform = Platform.parse(evaluator.platform) if evaluator.platform else request.platform
     resolver = BaseResolver(
-        request.cache_root,
+        cache,
         settings=request.settings,
         options=request.client_options,
         platform=platform,
@@ -85,8 +86,7 @@ def build_image(
         parsed,
         base,
         context=context,
-        store=LayerStore(request.cache_root),
-        cache_root=request.cache_root,
+        cache=cache,
         platform=platform,
         build_args=request.build_args,
         created=source_date_epoch(),
@@ -96,12 +96,13 @@ def build_image(
     try:
         result = native.run()
     except NeedsEngineError as exc:  # found only while running, e.g. ADD of a tar archive
-        return _engine(request, context, text, exc, log)
+        return _engine(request, cache, context, text, exc, log)
     return BuildResult(result.image, "native", context.digest(), base, result.steps)
 
 
 def _engine(
     request: BuildRequest,
+    cache: CacheRoot,
     context: BuildContext,
     text: str,
     reason: NeedsEngineError,
@@ -126,7 +127,7 @@ def _engine(
     image = engine_build(
         engine, request.project, text, platform=request.platform,
         ignore_patterns=context.ignore_patterns(), from_rewrites=rewrites,
-        plain_http_base=plain_http, cache=LayerCache(request.cache_root), log=log,
+        plain_http_base=plain_http, cache=LayerCache(cache), log=log,
     )  # fmt: skip
     return BuildResult(image, engine.name, context.digest(), fallback_reason=f"line {line}: {why}")
 

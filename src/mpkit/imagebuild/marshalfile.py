@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from mpkit.image._fs import atomic_write_bytes
+from mpkit.atomicfile import write_bytes
 
 _HEADER = struct.Struct(">HHQI")  # format version, marshal version, payload length, CRC-32
 
@@ -43,9 +43,12 @@ def decode(kind: bytes, version: int, data: bytes) -> Any | None:
         return None
 
 
-def write(path: Path, kind: bytes, version: int, value: Any) -> None:
-    """Write atomically, so that a reader never sees half a file."""
-    atomic_write_bytes(path, encode(kind, version, value))
+def write(
+    path: Path, kind: bytes, version: int, value: Any, *, temp_dir: Path | None = None
+) -> None:
+    """Write atomically (the temp in *temp_dir*, default beside *path*), so that a reader
+    never sees half a file."""
+    write_bytes(path, encode(kind, version, value), temp_dir=temp_dir)
 
 
 def read(path: Path, kind: bytes, version: int) -> Any | None:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpkit.cache.root import CacheRoot
 from mpkit.image import mediatypes
+from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.image.types import Image, Layer, Platform
 from mpkit.imagebuild.assemble import HistoryStep, assemble_image, base_labels
@@ -24,7 +26,6 @@ from mpkit.imagebuild.context import BuildContext
 from mpkit.imagebuild.copy import OverlayView, plan_copy, plan_workdir
 from mpkit.imagebuild.dockerfile import Dockerfile, Instruction, NeedsEngineError
 from mpkit.imagebuild.fsview import FilesystemView, normpath
-from mpkit.imagebuild.layerstore import LayerStore
 from mpkit.imagebuild.piprun import parse_pip_run
 from mpkit.imagebuild.pydeps import install_requirements
 from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
@@ -103,8 +104,7 @@ class NativeBuild:
         base: BaseImage,
         *,
         context: BuildContext,
-        store: LayerStore,
-        cache_root: Path,
+        cache: CacheRoot,
         platform: Platform,
         build_args: dict[str, str],
         created: int,
@@ -121,13 +121,13 @@ class NativeBuild:
             platform=str(platform),
         )
         self.context = context
-        self.store = store
-        self.cache_root = cache_root
+        self.cache = cache
+        self.store = LayerCache(cache)
         self.platform = platform
         self.created = created
         self.wheelhouse = wheelhouse
         self.log = log
-        self.fs = OverlayView(LayeredFilesystem(base.layers, cache_dir=cache_root / "fsindex"))
+        self.fs = OverlayView(LayeredFilesystem(base.layers, cache=cache))
         self.layers: list[Layer] = []
         self.history: list[HistoryStep] = []
         self.steps: list[StepReport] = []
@@ -200,7 +200,7 @@ class NativeBuild:
         cached = layer is not None
         if layer is None:
             entries = with_parent_dirs(entries, self.fs)
-            layer = self.store.write(entries, self.layer_media, mtime=self.created)
+            layer = self.store.write_layer(entries, self.layer_media, mtime=self.created)
             if key:
                 self.store.remember(key, layer)
         self.fs.extend(entries)
@@ -217,7 +217,7 @@ class NativeBuild:
             self.fs,
             self._runtime(),
             fs_id=fs_id,
-            cache_dir=self.cache_root / "fsindex",
+            cache=self.cache,
             os=self.platform.os,
             arch=self.platform.architecture,
             launcher=install.launcher,
@@ -232,7 +232,7 @@ class NativeBuild:
             context_root=self.context.root,
             target=target,
             workdir=self.evaluator.workdir,
-            cache_dir=self.cache_root,
+            cache=self.cache,
             base=self.fs,
             requirement_files=self._copied_files(),
             wheelhouse=self.wheelhouse,

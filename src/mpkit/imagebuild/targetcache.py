@@ -11,10 +11,10 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 from mpkit import __version__
+from mpkit.cache.root import CacheRoot
 from mpkit.imagebuild import marshalfile
 from mpkit.imagebuild.fsview import FilesystemView
 from mpkit.imagebuild.target import (
@@ -34,7 +34,7 @@ def detect_target_cached(
     config: Mapping[str, Any],
     *,
     fs_id: str,
-    cache_dir: Path,
+    cache: CacheRoot,
     os: str = "linux",
     arch: str = "amd64",
     launcher: Sequence[str] = (),
@@ -46,12 +46,12 @@ def detect_target_cached(
          os, arch, list(launcher), user_flag],
         sort_keys=True, default=str,
     )  # fmt: skip
-    path = cache_dir / f"target-{hashlib.sha256(identity.encode()).hexdigest()}.bin"
+    path = cache.fsindex / f"target-{hashlib.sha256(identity.encode()).hexdigest()}.bin"
     kept = from_plain(marshalfile.read(path, _KIND, TARGET_FORMAT))
     if kept is not None:
         return kept
     target = detect_target(fs, config, os=os, arch=arch, launcher=launcher, user_flag=user_flag)
-    marshalfile.write(path, _KIND, TARGET_FORMAT, to_plain(target))
+    marshalfile.write(path, _KIND, TARGET_FORMAT, to_plain(target), temp_dir=cache.tmp)
     return target
 
 

@@ -10,10 +10,10 @@ import contextlib
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mpkit.atomicfile import TempDir, remove_stale
 from mpkit.describe.schema import BUNDLED_SCHEMA, SCHEMA_NAME
 from mpkit.errors import UsageError
 from mpkit.init import files
@@ -83,16 +83,13 @@ def create_project(options: InitOptions) -> Path:
     check_options(options)
     target = options.path.absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        _write_project(work, options)
-        work.chmod(0o755)
+    remove_stale(target.parent)  # what a killed 'mpkit init' left here
+    with TempDir(target.parent, target.name) as work:
+        _write_project(work.path, options)
+        work.path.chmod(0o755)
         if target.exists():
             target.rmdir()  # empty, checked above
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        work.publish(target)
     return target
 
 

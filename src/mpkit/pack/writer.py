@@ -6,15 +6,13 @@ temp file and a rename, so a failed build leaves any earlier pack as it was.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from mpkit.atomicfile import AtomicFile
 from mpkit.pack.conf import (
     ImageLocation,
     container_image,
@@ -169,25 +167,12 @@ def _add_all(archive: DeterministicZip, *groups: Iterable[tuple[str, bytes | Pat
 
 def _write_atomically(archive: DeterministicZip, target: Path) -> Path:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
+        output = AtomicFile(target)
     except OSError as exc:
         raise PackError(
             f"cannot write the pack into {target.parent}: {exc.strerror or exc}",
             hint="check that the directory is writable, or choose another output directory",
         ) from None
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "w+b") as handle:
-            archive.write_to(handle)
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o644)
-            os.fsync(handle.fileno())
-        temp.replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
+    with output:
+        archive.write_to(output.stream)
     return target

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mpkit.atomicfile import write_bytes
 from mpkit.server.names import NAME_RE, split_digest, valid_tag
 
 TMP_DIR = "_tmp"
@@ -94,17 +95,8 @@ class Storage:
         return self.tmp / uuid.uuid4().hex
 
     def write_atomic(self, target: Path, data: bytes) -> None:
-        tmp = self.temp_path()
-        try:
-            with open(tmp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())  # on disk before it gets its name, as distribution does
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp.replace(target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        # Synced before it gets its name, as distribution does.
+        write_bytes(target, data, temp_dir=self.tmp)
 
     def clear_temp(self) -> None:
         """Delete leftovers of interrupted writes (only safe while no request runs)."""

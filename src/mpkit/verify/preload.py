@@ -8,13 +8,12 @@ docker-archive for proxies that cannot reach the registry at all.
 
 from __future__ import annotations
 
-import os
 import shlex
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from mpkit import __version__
+from mpkit.atomicfile import TempDir, remove_stale, write_bytes
 from mpkit.credentials import Credential
 from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.layout import OCILayoutWriter, read_oci_layout
@@ -55,8 +54,10 @@ def export_archive(
     that ``docker load``, ``podman load`` and ``ctr import`` accept, named for the pack."""
     name = local_name(ref)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".mpkit-preload-", dir=path.parent) as work:
-        layout = Path(work) / "layout"
+    # What an earlier, killed export left here (older versions named it .mpkit-preload-*).
+    remove_stale(path.parent, also=lambda name: name.startswith(".mpkit-preload-"))
+    with TempDir(path.parent, f"{path.name}.layout") as work:
+        layout = work.path / "layout"
         with open_client(ref.registry, options=options, explicit=credential) as client:
             pulled = pull_image(
                 client, ref, OCILayoutWriter(layout), tag="preload", platform=DEFAULT_PLATFORM
@@ -89,16 +90,7 @@ def render_script(ref: Reference, *, pack_name: str, archive: ArchiveInfo | None
 
 def write_script(path: Path, text: str) -> None:
     """Write atomically, executable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        Path(temp).chmod(SCRIPT_MODE)
-        Path(temp).replace(path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, text.encode("utf-8"), mode=SCRIPT_MODE)
 
 
 _HEADER = """\

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpkit.cache.root import CacheRoot
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
 from mpkit.describe import describe_for_build, own_describe
 from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
-from mpkit.image.cache import default_cache_dir
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.interaction import Prompter, Reporter
 from mpkit.pack.layout import pack_files
@@ -35,6 +35,7 @@ from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
 from mpkit.verify import VerifyReport, verify_pack
 from mpkit.workflow.access import Targets, choose_targets, connect_for_push
+from mpkit.workflow.buildlock import project_build_lock
 from mpkit.workflow.buildlog import build_log
 
 log = logging.getLogger("mpkit.imagebuild")
@@ -107,6 +108,14 @@ class PackBuildOutcome:
 def build_pack_flow(
     options: PackBuildOptions, *, prompter: Prompter, reporter: Reporter
 ) -> PackBuildOutcome:
+    """Build the project into its pack, one build of a project at a time."""
+    with project_build_lock(options.project, waiting=reporter.warn):
+        return _build_pack_flow(options, prompter=prompter, reporter=reporter)
+
+
+def _build_pack_flow(
+    options: PackBuildOptions, *, prompter: Prompter, reporter: Reporter
+) -> PackBuildOutcome:
     started = time.monotonic()
     project = load_project(options.project)
     # Fail fast: every file the pack will hold is readable and within the link policy.
@@ -134,7 +143,7 @@ def build_pack_flow(
         with client:
             result = build_image(
                 BuildRequest(
-                    project=project.root, cache_root=default_cache_dir(),
+                    project=project.root, cache_root=CacheRoot.default().path,
                     settings=options.settings, client_options=options.client_options,
                     engine=options.engine, wheelhouse=options.wheelhouse, pull=options.pull,
                     allow_external_links=options.allow_external_links,
@@ -159,7 +168,7 @@ def build_pack_flow(
             engine=EngineChoice.AUTO if options.engine is EngineChoice.NONE else options.engine,
             pushed_reference=str(pushed.reference),
             insecure_registries=options.client_options.insecure_registries,
-            cache_dir=default_cache_dir(), log=_both(reporter),
+            cache_dir=CacheRoot.default().path, log=_both(reporter),
         )  # fmt: skip
         project = described.project  # manifest.txt may have been fixed on request
         pack = build_pack(

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mpkit.cache.root import CacheRoot
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.imagebuild.fsview import FilesystemView
 from mpkit.imagebuild.piprun import PipInstall
@@ -60,7 +61,7 @@ def install_requirements(
     context_root: Path,
     target: PythonTarget,
     workdir: str,
-    cache_dir: Path,
+    cache: CacheRoot,
     base: FilesystemView,
     requirement_files: Mapping[str, Path] | None = None,
     wheelhouse: Path | None = None,
@@ -72,7 +73,7 @@ def install_requirements(
     as written, or by its absolute image path: the caller maps the files its COPY steps
     put there), in the base image, then at *context_root*/argument. Nested ``-r``/``-c``
     lines resolve relative to the file that contains them. uv's cache and the staging
-    trees live under *cache_dir*; the result's entries read files from ``staging``.
+    trees live in *cache*; the result's entries read files from ``staging``.
     *base_id* identifies *base*'s content exactly (e.g. the digests of its layers): with
     it, the entries are kept beside the staging tree and reused for the same base.
     """
@@ -83,17 +84,17 @@ def install_requirements(
     )  # fmt: skip
     index = index_options(install, target, workdir, context_root, requirement_files or {})
     platform = uv_python_platform(target)
-    key = cache_key(install, inputs, index, target, platform, wheelhouse, cache_dir=cache_dir)
-    staging = staged(cache_dir, key)
+    key = cache_key(install, inputs, index, target, platform, wheelhouse, cache=cache)
+    staging = staged(cache, key)
     if staging is None:
-        staging = run_uv(install, inputs, index, target, platform, key, cache_dir, wheelhouse)
+        staging = run_uv(install, inputs, index, target, platform, key, cache, wheelhouse)
     tree = staging / "target"
     kept = mapping_path(staging, target, base_id) if base_id is not None else None
     mapped = load_mapping(kept, tree) if kept is not None else None
     if mapped is None:
         mapped = map_staging(tree, target=target, base=base, requested=inputs.requested)
         if kept is not None:
-            save_mapping(kept, tree, mapped)
+            save_mapping(kept, tree, mapped, temp_dir=cache.tmp)
     entries, installed, uninstalled = mapped
     return DependencyLayer(entries, key, installed, uninstalled, staging)
 

@@ -29,14 +29,15 @@ def mapping_path(staging: Path, target: PythonTarget, base_id: str) -> Path:
     return staging / f"mapped-{hashlib.sha256(identity).hexdigest()}.bin"
 
 
-def save_mapping(path: Path, tree: Path, mapped: Mapped) -> None:
-    """Keep *mapped* (entries reading files under *tree*) at *path*."""
+def save_mapping(path: Path, tree: Path, mapped: Mapped, *, temp_dir: Path | None = None) -> None:
+    """Keep *mapped* (entries reading files under *tree*) at *path* (the temp in *temp_dir*)."""
     entries, installed, uninstalled = mapped
     rows = [
         (e.path, e.kind, e.mode, e.uid, e.gid, _relative(e.source, tree), e.data, e.linkname)
         for e in entries
     ]
-    marshalfile.write(path, _KIND, MAPPING_FORMAT, (rows, installed, uninstalled))
+    marshalfile.write(path, _KIND, MAPPING_FORMAT, (rows, installed, uninstalled),
+                      temp_dir=temp_dir)  # fmt: skip
 
 
 def load_mapping(path: Path, tree: Path) -> Mapped | None:

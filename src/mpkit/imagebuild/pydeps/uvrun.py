@@ -1,5 +1,9 @@
 """Running uv: the target platform, the cache key, the staging tree uv installs into
-(with stub dist-infos for the base's distributions) and uv's failures as errors."""
+(with stub dist-infos for the base's distributions) and uv's failures as errors.
+
+uv installs into a temp directory of the cache (``tmp/``), which becomes
+``pydeps/<key>`` only when uv succeeded; uv itself ends with mpkit (mpkit.childproc).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from mpkit import __version__
+from mpkit.atomicfile import TempDir
+from mpkit.cache.root import CacheRoot
 from mpkit.childenv import child_environment
-from mpkit.image._fs import atomic_write_bytes
+from mpkit.childproc import run
 from mpkit.imagebuild.piprun import PipInstall, redact_url
 from mpkit.imagebuild.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
 from mpkit.imagebuild.pydeps.requirements import IndexOptions, Inputs, rebase_references
@@ -77,14 +82,14 @@ def uv_version(binary: str | None = None) -> str:
     return match[1] if match else "unknown"
 
 
-def remembered_uv_version(cache_dir: Path) -> str:
-    """``uv_version()``, remembered in *cache_dir* while the binary is unchanged.
+def remembered_uv_version(cache: CacheRoot) -> str:
+    """``uv_version()``, remembered in *cache* while the binary is unchanged.
 
     Finding uv and running ``uv --version`` costs ~15 ms in a fresh process. The record
     is written only for a uv in this Python's own scripts directory, the first place
     ``uv_binary()`` looks, so no uv installed later can take precedence over it.
     """
-    path = cache_dir / "pydeps" / "uv-version.json"
+    path = cache.pydeps / "uv-version.json"
     python = [sys.executable, sys.prefix]
     try:
         record = json.loads(path.read_bytes())
@@ -98,7 +103,7 @@ def remembered_uv_version(cache_dir: Path) -> str:
     if version != "unknown" and scripts and Path(binary).parent == Path(scripts):
         record = {"python": python, "binary": binary, "stat": _stat_key(binary),
                   "version": version}  # fmt: skip
-        atomic_write_bytes(path, json.dumps(record).encode())
+        cache.write_bytes(path, json.dumps(record).encode())
     return version
 
 
@@ -142,15 +147,15 @@ def cache_key(
     platform: str,
     wheelhouse: Path | None,
     *,
-    cache_dir: Path | None = None,
+    cache: CacheRoot | None = None,
 ) -> str:
     """sha256 over everything that decides the layer's content (uv's version is
-    remembered in *cache_dir*, if given)."""
+    remembered in *cache*, if given)."""
     scheme = target.scheme
     document = {
         "format": CACHE_FORMAT,
         "mpkit": __version__,
-        "uv": remembered_uv_version(cache_dir) if cache_dir is not None else uv_version(),
+        "uv": remembered_uv_version(cache) if cache is not None else uv_version(),
         "files": sorted((p, hashlib.sha256(d).hexdigest()) for p, d in inputs.files.items()),
         "requirements": inputs.requirements,
         "constraints": inputs.constraints,
@@ -190,10 +195,13 @@ def _directory_listing(directory: Path | None) -> list[tuple[str, int]] | None:
 # -- running uv -----------------------------------------------------------------------------------
 
 
-def staged(cache_dir: Path, key: str) -> Path | None:
+def staged(cache: CacheRoot, key: str) -> Path | None:
     """The finished staging tree of *key*, if an earlier build made it."""
-    final = cache_dir / "pydeps" / key
-    return final if (final / "complete").is_file() else None
+    final = cache.pydeps / key
+    if not (final / "complete").is_file():
+        return None
+    cache.mark_used(final)
+    return final
 
 
 def run_uv(
@@ -203,25 +211,24 @@ def run_uv(
     target: PythonTarget,
     platform: str,
     key: str,
-    cache_dir: Path,
+    cache: CacheRoot,
     wheelhouse: Path | None,
 ) -> Path:
     """Run uv into a fresh staging tree and publish it under *key*; raise DependencyError."""
-    root = cache_dir / "pydeps"
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="tmp-", dir=root))
-    try:
+    with cache.temp_dir("pydeps") as temp:
+        work = temp.path
         for image_path, data in inputs.files.items():
             host = work / "inputs" / image_path.lstrip("/")
             host.parent.mkdir(parents=True, exist_ok=True)
             host.write_bytes(rebase_references(data, work / "inputs"))
         _plant_stubs(work / "target", target)
-        argv = _uv_argv(install, inputs, index, target, platform, work, cache_dir)
+        argv = _uv_argv(install, inputs, index, target, platform, work, cache)
         env = _uv_env(index, wheelhouse)
         try:
-            done = subprocess.run(
-                argv, env=env, capture_output=True, text=True, timeout=UV_TIMEOUT, check=False
-            )
+            done = run(
+                argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                timeout=UV_TIMEOUT, check=False,
+            )  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             raise PackageIndexError(
                 f"installing the Python requirements took longer than {UV_TIMEOUT} s",
@@ -230,21 +237,18 @@ def run_uv(
         if done.returncode != 0:
             raise _failure(done.stderr, target, platform, work)
         (work / "complete").write_text(key)
-        return _publish(work, root / key)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+        return _publish(temp, cache.pydeps / key)
 
 
-def _publish(work: Path, final: Path) -> Path:
+def _publish(temp: TempDir, final: Path) -> Path:
     """Move a finished staging tree to its key; one finished earlier (another build of
     the same key) wins and is never removed, since its files may be in use."""
     if (final / "complete").is_file():
         return final
     if final.exists():
-        shutil.rmtree(final, ignore_errors=True)  # an unfinished leftover
+        shutil.rmtree(final, ignore_errors=True)  # an unfinished leftover of an older mpkit
     try:
-        work.rename(final)
+        temp.publish(final)
     except OSError:
         if not (final / "complete").is_file():
             raise
@@ -276,7 +280,7 @@ def _uv_argv(
     target: PythonTarget,
     platform: str,
     work: Path,
-    cache_dir: Path,
+    cache: CacheRoot,
 ) -> list[str]:
     argv = [
         uv_binary(), "pip", "install",
@@ -287,7 +291,7 @@ def _uv_argv(
         "--only-binary", ":all:",  # nothing is compiled on the host
         "--index-strategy", "unsafe-best-match",  # pip looks at every index
         "--no-config", "--color", "never", "--no-progress",
-        "--cache-dir", str(cache_dir / "uv"),
+        "--cache-dir", str(cache.uv),
     ]  # fmt: skip
     for option, paths in (("-r", inputs.requirements), ("-c", inputs.constraints)):
         for path in paths:
