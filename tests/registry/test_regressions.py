@@ -48,7 +48,7 @@ from mpkit.registry.responses import denied, raise_for_status
 from mpkit.registry.retry import RetryPolicy
 from mpkit.registry.tls import build_ssl_context
 from mpkit.registry.transport import ClientOptions, TransferAborted, Transport
-from tests.e2e.conftest import Mpkit, isolated_env
+from tests.e2e.conftest import Mpkit
 from tests.fixtures.certs import CertAuthority, ServerCert, issue_server_cert
 from tests.fixtures.fakeregistry import ClosingListener, FakeRegistry, Reply, error_body
 from tests.fixtures.faultproxy import FaultProxy
@@ -124,13 +124,6 @@ def bounded(fn: Callable[[], T], seconds: float) -> T:
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MPKIT_CACHE_DIR", str(tmp_path / "mpkit-cache"))
     monkeypatch.delenv("MPKIT_CERTS_D", raising=False)
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Mpkit:
-    """The real `python -m mpkit`, with home, docker config and state under tmp_path."""
-    root = tmp_path / "user"
-    return Mpkit(root=root, env=isolated_env(root))
 
 
 @pytest.fixture
