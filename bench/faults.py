@@ -299,17 +299,17 @@ def report(series: Sequence[Series], args: argparse.Namespace, command: str, ima
     ]
     mine = [s for s in series if s.name.startswith("mpkit")]
     goal = all(s.correct == len(s.outcomes) for s in mine)
-    return f"""## Faults: correct runs at {args.rate:.0%} random faults
+    return f"""## Faults: correct runs at {args.rate:.0%} random registry faults
 
 Written by `{command}` on {utc_now()}.
 
-Through a fault proxy in front of a fresh CNCF distribution registry on 127.0.0.1, each
-request gets, at {args.rate:.0%}, a random fault: HTTP 503, HTTP 429, a reset before any
-answer, or a 2 s delay (run N seeded with N). A run is correct when it exits 0 within
-{TIME_LIMIT:.0f} s and the registry itself serves the expected manifest digest (a build:
-also recorded in its pack, and its anonymous verify passed). The image is {image.layer_count}
-layers, {image.compressed_bytes / 1e6:.1f} MB; builds share a warm cache and their SDK base
-comes through a second fault proxy at the same rate.
+Each request to the registry (a fresh CNCF distribution registry on 127.0.0.1, behind
+the fault proxy) gets, at {args.rate:.0%}, a random fault: HTTP 503, HTTP 429, a reset
+before any answer, or a 2 s delay; run N is seeded with N. A run is correct when it
+exits 0 within {TIME_LIMIT:.0f} s and the registry itself serves the expected manifest
+digest; a build's pack must also record it, and its anonymous verify must pass. The
+image: {image.layer_count} layers, {image.compressed_bytes / 1e6:.1f} MB. Builds share a
+warm cache; their SDK base comes through a second fault proxy at the same rate.
 
 {table}
 

@@ -10,6 +10,7 @@ import pytest
 
 from mpkit.errors import RegistryProtocolError, RegistryUnreachableError, RetriesExhaustedError
 from mpkit.registry.ping import Ping, ping, probe_order
+from mpkit.registry.retry import RetryPolicy
 from mpkit.registry.retrying import Retrying
 from tests.registry.test_retrying import QUICK, REFUSED, RESET, Script, Step, answer, fail
 
@@ -32,17 +33,15 @@ def by_scheme(**steps: list[Step]) -> Callable[[httpx.Request], httpx.Response]:
     return handle
 
 
-def run_ping(handler: Callable[[httpx.Request], httpx.Response], schemes: list[str]) -> Ping:
+def run_ping(
+    handler: Callable[[httpx.Request], httpx.Response],
+    schemes: list[str],
+    policy: RetryPolicy = QUICK,
+) -> Ping:
     layer = Retrying(
-        HOST, connect=lambda: httpx.Client(transport=httpx.MockTransport(handler)), policy=QUICK
+        HOST, connect=lambda: httpx.Client(transport=httpx.MockTransport(handler)), policy=policy
     )
-    return ping(
-        layer.send,
-        lambda url: layer.client.build_request("GET", url),
-        registry=HOST,
-        endpoint=HOST,
-        schemes=schemes,
-    )
+    return ping(layer, endpoint=HOST, schemes=schemes)
 
 
 def seen(handler: Callable[[httpx.Request], httpx.Response]) -> list[str]:
@@ -73,13 +72,36 @@ def test_a_challenge_is_learned_bearer_preferred() -> None:
     assert result.challenge.realm == "https://auth.example.com/token"
 
 
+# What the other scheme meets: TLS to a plain-HTTP server, plain HTTP to a TLS port.
+MISMATCH = {"https": PLAIN_HTTP, "http": answer(400)}
+
+
 @pytest.mark.parametrize("first", [answer(503), answer(429), RESET])
 @pytest.mark.parametrize("schemes", [["http", "https"], ["https", "http"]])
 def test_one_transient_failure_stays_on_the_scheme(first: Step, schemes: list[str]) -> None:
-    wrong = schemes[1]
-    handler = by_scheme(**{schemes[0]: [first, answer(200)], wrong: [answer(200)]})
-    assert run_ping(handler, schemes).base_url == f"{schemes[0]}://{HOST}"
-    assert all(f"{wrong}://" not in request for request in seen(handler))
+    right, wrong = schemes
+    handler = by_scheme(**{right: [first, answer(200)], wrong: [MISMATCH[wrong]]})
+    assert run_ping(handler, schemes).base_url == f"{right}://{HOST}"
+    assert seen(handler).count(f"GET {right}://{HOST}/v2/") == 2
+    if right == "https" or first is not RESET:
+        # Never given up for http on a transient fault; and an answer proves the scheme.
+        assert all(f"{wrong}://" not in request for request in seen(handler))
+
+
+def test_https_is_tried_in_the_same_rounds_when_plain_http_never_answers() -> None:
+    """A TLS-only loopback registry that drops plain-HTTP connections (Python's ssl
+    does) is found at once, not after every try of http."""
+    handler = by_scheme(http=[RESET], https=[answer(200)])
+    assert run_ping(handler, ["http", "https"]).base_url == f"https://{HOST}"
+    assert seen(handler) == [f"GET http://{HOST}/v2/", f"GET https://{HOST}/v2/"]
+
+
+def test_a_registry_that_is_down_costs_one_round_of_retries_not_two() -> None:
+    handler = by_scheme(http=[RESET], https=[RESET])
+    with pytest.raises(RegistryUnreachableError) as info:
+        run_ping(handler, ["http", "https"])
+    assert len(seen(handler)) == 2 * QUICK.attempts  # both schemes in each round
+    assert f"did not answer GET /v2/ on any of {QUICK.attempts} tries" in info.value.message
 
 
 def test_an_answer_that_keeps_failing_is_the_error_not_the_other_scheme() -> None:
@@ -89,6 +111,14 @@ def test_an_answer_that_keeps_failing_is_the_error_not_the_other_scheme() -> Non
     assert "GET /v2/ answered HTTP 503" in info.value.message
     assert "--insecure-registry" not in (info.value.hint or "")
     assert all("https://" not in request for request in seen(handler))
+
+
+def test_with_one_try_a_transient_answer_still_proves_the_scheme() -> None:
+    handler = by_scheme(http=[answer(503)], https=[answer(200)])
+    with pytest.raises(RetriesExhaustedError) as info:
+        run_ping(handler, ["http", "https"], RetryPolicy(attempts=1))
+    assert "GET /v2/ answered HTTP 503" in info.value.message
+    assert seen(handler) == [f"GET http://{HOST}/v2/"]
 
 
 def test_a_tls_port_answering_plain_http_with_400_moves_to_https() -> None:

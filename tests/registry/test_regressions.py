@@ -397,8 +397,8 @@ def test_an_unreachable_registry_is_pinged_once_not_per_blob(
             with pytest.raises(RegistryError):
                 client.blob_size("team/app", image.config.descriptor.digest)
     assert not isinstance(info.value, TransferAborted)
-    # One ping: a connection closed without an answer may be transient, so each scheme
-    # gets FAST.attempts tries before the other is tried; never a ping per blob.
+    # One ping: a connection closed without an answer may be transient, so it gets
+    # FAST.attempts rounds of one try per scheme; never a ping per blob.
     assert 1 <= dead.connections <= 2 * FAST.attempts
 
 

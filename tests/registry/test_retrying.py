@@ -212,13 +212,20 @@ def test_retry_after_is_honoured_and_too_long_a_wait_gives_up_at_once() -> None:
     assert "asked to wait 3600 s" in info.value.message
 
 
-def test_one_try_returns_a_transient_answer_for_the_caller_to_start_over() -> None:
+def test_a_caller_that_starts_over_itself_gets_the_transient_answer() -> None:
     script = Script([answer(503)])
-    assert send(script, "PUT", attempts=1).status_code == 503
+    assert send(script, "PUT", attempts=1, return_transient=True).status_code == 503
     script = Script([RESET])
     with pytest.raises(RegistryUnreachableError):
-        send(script, "PUT", attempts=1)
+        send(script, "PUT", attempts=1, return_transient=True)
     assert len(script.requests) == 1
+
+
+def test_one_try_that_fails_is_an_error_naming_the_answer() -> None:
+    script = Script([answer(429)])
+    with pytest.raises(RetriesExhaustedError) as info:
+        send(script, attempts=1)
+    assert "HEAD /v2/team/app/blobs/sha256:abc answered HTTP 429" in info.value.message
 
 
 def test_backoff_grows_and_is_jittered() -> None:

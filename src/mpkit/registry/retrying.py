@@ -18,7 +18,8 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Union
 
 import httpx
 
@@ -37,6 +38,7 @@ log = logging.getLogger("mpkit.registry")
 # OpenSSL's words for "the peer does not speak TLS" (it answered in plain HTTP).
 _PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
                        "HTTP_REQUEST", "UNKNOWN_PROTOCOL")  # fmt: skip
+Outcome = Union[httpx.Response, httpx.TransportError]  # noqa: UP007 - runtime alias on 3.10
 _UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 
@@ -123,48 +125,47 @@ class Retrying:
         stream: bool = False,
         attempts: int | None = None,
         stats: TransferStats | None = None,
+        return_transient: bool = False,
+        earlier: Sequence[Outcome] = (),
     ) -> httpx.Response:
-        """The first answer that is not transient, or the last one when *attempts* is 1
-        (the caller starts over); otherwise an error naming the request and its last answer.
+        """The first answer that is not transient; when every try failed, an error naming
+        the request and its last answer, or with *return_transient* that last answer if it
+        was one (for a caller that starts over in its own way, as uploads do).
 
-        With *stream* the body of the returned response is not read.
+        *earlier* are the outcomes of tries already made (the ping's), which count against
+        *attempts*. With *stream* the body of the returned response is not read.
         """
         tries = self.policy.attempts if attempts is None else attempts
-        outcomes: list[httpx.Response | httpx.TransportError] = []
-        for attempt in range(1, tries + 1):
-            if self.abort.is_set():
-                raise TransferAborted()
-            outcome = self._send_once(request, auth=auth, stream=stream)
-            outcomes.append(outcome)
-            if isinstance(outcome, httpx.TransportError):
-                failure = classify(outcome)
-                if failure is Failure.UNTRUSTED:
-                    raise self._untrusted(outcome)
-                if failure is not Failure.TRANSIENT or attempt == tries:
-                    raise self._no_answer(request, outcomes, failure)
-                retry_after = None
-            else:
-                if outcome.status_code not in RETRYABLE_STATUS:
-                    return outcome
-                retry_after = outcome.headers.get("retry-after")
-                hinted = parse_retry_after(retry_after)
-                too_long = hinted is not None and hinted > self.policy.max_retry_after
-                if tries == 1 and not too_long:
-                    return outcome
-                if attempt == tries or too_long:
-                    if stream:
-                        outcome.read()
-                    raise self._exhausted(request, outcomes, too_long=too_long)
-                outcome.close()
-            if stats is not None:
-                stats.add(retries=1)
-            if self.abort.wait(self.policy.delay(attempt, retry_after)):
-                raise TransferAborted()
-        raise AssertionError("unreachable")
+        outcomes = list(earlier)
+        while True:
+            if outcomes:
+                last = outcomes[-1]
+                if isinstance(last, httpx.TransportError):
+                    failure = classify(last)
+                    if failure is not Failure.TRANSIENT or len(outcomes) >= tries:
+                        raise self.failed(request, outcomes, failure)
+                else:
+                    if last.status_code not in RETRYABLE_STATUS:
+                        return last
+                    too_long = self._too_long(last)
+                    if len(outcomes) >= tries and return_transient and not too_long:
+                        return last
+                    if len(outcomes) >= tries or too_long:
+                        if stream:
+                            last.read()
+                        raise self._exhausted(request, outcomes, too_long=too_long)
+                    last.close()
+                if stats is not None:
+                    stats.add(retries=1)
+                self.pause(len(outcomes), last)
+            outcomes.append(self.try_once(request, auth=auth, stream=stream))
 
-    def _send_once(
-        self, request: httpx.Request, *, auth: httpx.Auth | None, stream: bool
-    ) -> httpx.Response | httpx.TransportError:
+    def try_once(
+        self, request: httpx.Request, *, auth: httpx.Auth | None = None, stream: bool = False
+    ) -> Outcome:
+        """One try: the answer, or the transport error. An untrusted certificate raises."""
+        if self.abort.is_set():
+            raise TransferAborted()
         method, where = request.method, safe_url(request.url)
         try:
             response = self.client.send(
@@ -172,9 +173,29 @@ class Retrying:
             )
         except httpx.TransportError as exc:
             log.debug("%s %s failed: %s", method, where, reason(exc))
+            if classify(exc) is Failure.UNTRUSTED:
+                raise self._untrusted(exc) from exc
             return exc
         log.debug("%s %s -> %d", method, where, response.status_code)
         return response
+
+    def pause(self, attempt: int, last: Outcome | None = None) -> None:
+        """Wait before try *attempt* + 1 (Retry-After of an answer wins); abort ends it."""
+        retry_after = last.headers.get("retry-after") if isinstance(last, httpx.Response) else None
+        if self.abort.wait(self.policy.delay(attempt, retry_after)):
+            raise TransferAborted()
+
+    def failed(
+        self, request: httpx.Request, outcomes: Sequence[Outcome], failure: Failure
+    ) -> RegistryError:
+        """The error for *request* whose tries all failed, the last one with *failure*."""
+        if any(isinstance(o, httpx.Response) for o in outcomes):
+            return self._exhausted(request, outcomes, too_long=False)
+        return self._no_answer(request, outcomes, failure)
+
+    def _too_long(self, response: httpx.Response) -> bool:
+        hinted = parse_retry_after(response.headers.get("retry-after"))
+        return hinted is not None and hinted > self.policy.max_retry_after
 
     def _untrusted(self, exc: httpx.TransportError) -> TLSVerificationError:
         registry = self.registry
@@ -189,16 +210,10 @@ class Retrying:
         return error
 
     def _no_answer(
-        self,
-        request: httpx.Request,
-        outcomes: list[httpx.Response | httpx.TransportError],
-        failure: Failure,
-    ) -> RegistryError:
+        self, request: httpx.Request, outcomes: Sequence[Outcome], failure: Failure
+    ) -> NoAnswerError:
         last = outcomes[-1]
         assert isinstance(last, httpx.TransportError)
-        answers = [o for o in outcomes if isinstance(o, httpx.Response)]
-        if answers:  # some tries were answered: the registry is there but failing
-            return self._exhausted(request, outcomes, too_long=False)
         what = f"{request.method} {request.url.path}"
         if len(outcomes) == 1:
             message = (
@@ -214,11 +229,7 @@ class Retrying:
         return NoAnswerError(message, failure=failure, hint=hint, registry=self.registry)
 
     def _exhausted(
-        self,
-        request: httpx.Request,
-        outcomes: list[httpx.Response | httpx.TransportError],
-        *,
-        too_long: bool,
+        self, request: httpx.Request, outcomes: Sequence[Outcome], *, too_long: bool
     ) -> RetriesExhaustedError:
         answers = [o for o in outcomes if isinstance(o, httpx.Response)]
         response = answers[-1]
@@ -227,6 +238,8 @@ class Retrying:
         retry_after = response.headers.get("retry-after")
         if too_long:
             text = f"asked to wait {retry_after} s, longer than mpkit waits (HTTP {status})"
+        elif len(outcomes) == 1:
+            text = f"answered HTTP {status}"
         elif len(answers) == len(outcomes) and {a.status_code for a in answers} == {status}:
             text = f"answered HTTP {status} on each of {len(outcomes)} tries"
         else:

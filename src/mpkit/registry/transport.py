@@ -146,9 +146,7 @@ class Transport:
                 raise self._ping_error
             try:
                 self._ping = ping(
-                    self.retrying.send,
-                    lambda url: self.http.build_request("GET", url),
-                    registry=self.registry,
+                    self.retrying,
                     endpoint=self.endpoint,
                     schemes=probe_order(
                         plain_http_allowed=self.plain_http_allowed,
@@ -224,8 +222,9 @@ class Transport:
             else None
         )
         return self.retrying.send(
-            request, auth=auth, stream=stream, attempts=None if retry else 1, stats=stats
-        )
+            request, auth=auth, stream=stream, attempts=None if retry else 1, stats=stats,
+            return_transient=not retry,
+        )  # fmt: skip
 
 
 class _Replayable:
