@@ -243,8 +243,7 @@ class RegistryClient:
                 if attempt < policy.attempts:
                     self.stats.add(retries=1)
                     retry_after = exc.retry_after if isinstance(exc, RestartUpload) else None
-                    if self.transport.abort.wait(policy.delay(attempt, retry_after)):
-                        raise TransferAborted() from exc
+                    self.transport.retrying.pause(attempt, retry_after)
                 continue
             except BaseException:
                 self.cancel_upload(location, repository)

@@ -35,9 +35,6 @@ class RetryPolicy:
         jitter: float = 0.5 + random.random() / 2  # noqa: S311 - jitter, not crypto
         return backoff * jitter
 
-    def sleep(self, attempt: int, retry_after: str | None = None) -> None:
-        time.sleep(self.delay(attempt, retry_after))
-
 
 def parse_retry_after(value: str | None) -> float | None:
     """RFC 9110 §10.2.3: delay-seconds or an HTTP-date."""

@@ -157,7 +157,8 @@ class Retrying:
                     last.close()
                 if stats is not None:
                     stats.add(retries=1)
-                self.pause(len(outcomes), last)
+                hint = last.headers.get("retry-after") if isinstance(last, httpx.Response) else None
+                self.pause(len(outcomes), hint)
             outcomes.append(self.try_once(request, auth=auth, stream=stream))
 
     def try_once(
@@ -179,9 +180,8 @@ class Retrying:
         log.debug("%s %s -> %d", method, where, response.status_code)
         return response
 
-    def pause(self, attempt: int, last: Outcome | None = None) -> None:
-        """Wait before try *attempt* + 1 (Retry-After of an answer wins); abort ends it."""
-        retry_after = last.headers.get("retry-after") if isinstance(last, httpx.Response) else None
+    def pause(self, attempt: int, retry_after: str | None = None) -> None:
+        """Wait before try *attempt* + 1 (a server's Retry-After wins); abort ends it."""
         if self.abort.wait(self.policy.delay(attempt, retry_after)):
             raise TransferAborted()
 
