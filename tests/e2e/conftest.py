@@ -87,7 +87,7 @@ def isolated_env(root: Path, extra: Mapping[str, str] | None = None) -> dict[str
         "MPKIT_STATE_DIR": str(root / "state"),
         "MPKIT_CACHE_DIR": str(root / "cache"),
         "COLUMNS": "200",
-        "MPKIT_DAEMON": "off",  # tests/daemon turn the resident build server on
+        "MPKIT_DAEMON": "off",  # tests/buildserver turn the resident build server on
     })  # fmt: skip
     env.update(extra or {})
     return env

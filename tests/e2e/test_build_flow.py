@@ -650,7 +650,8 @@ def _connection_dropped(request: pytest.FixtureRequest) -> RegistryCase:
     """A registry that is down behind a load balancer: connections are accepted and cut."""
     listener = ClosingListener().__enter__()
     request.addfinalizer(lambda: listener.__exit__(None, None, None))
-    args = ["--registry-tag", f"{listener.host}/mp/unreachable"]
+    # A dropped connection may be transient: by default it is retried for ~10 s.
+    args = ["--registry-tag", f"{listener.host}/mp/unreachable", "--retries", "2"]
     return RegistryCase(args, {}, [listener.host], "registry_unreachable")
 
 

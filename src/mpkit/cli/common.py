@@ -85,9 +85,9 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--retries",
         type=int,
-        default=5,
+        default=RetryPolicy().attempts,
         metavar="N",
-        help="tries per request on transient failures (default 5)",
+        help=f"tries per request on transient failures (default {RetryPolicy().attempts})",
     )
 
 

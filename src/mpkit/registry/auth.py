@@ -52,6 +52,15 @@ def parse_challenges(headers: Iterable[str]) -> list[Challenge]:
     return out
 
 
+def preferred_challenge(challenges: list[Challenge]) -> Challenge | None:
+    """The challenge to answer: Bearer over Basic; None when neither is offered."""
+    for scheme in ("bearer", "basic"):
+        for challenge in challenges:
+            if challenge.scheme == scheme:
+                return challenge
+    return None
+
+
 def _parse_one_header(text: str) -> list[Challenge]:
     challenges: list[Challenge] = []
     i, n = 0, len(text)

@@ -22,12 +22,13 @@ from mpkit.image import mediatypes
 from mpkit.image.digest import sha256_digest
 from mpkit.image.types import Blob, Descriptor
 from mpkit.registry.progress import MOUNTED, UPLOADED, NoProgress, Progress
-from mpkit.registry.responses import raise_for_status
+from mpkit.registry.responses import error_detail, raise_for_status
 from mpkit.registry.stats import TransferStats
 from mpkit.registry.transport import Body, TransferAborted, Transport
 
 CHUNK = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024  # for chunked uploads when the registry sets no minimum
+MONOLITHIC_DROPS = 2  # dropped whole-body uploads of one blob before it goes in chunks
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # containerd and distribution use the same bound
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 NO_ENCODING = {"Accept-Encoding": "identity"}  # digests are over the stored bytes
@@ -220,6 +221,9 @@ class RegistryClient:
                 stale_sources.append(source)
         policy = self.transport.options.retry
         last_error: Exception | None = None
+        dropped = 0
+        # The data PUT and PATCH are sent once per session: after a failure the session
+        # may hold part of the body, so the upload starts over from a new POST.
         for attempt in range(1, policy.attempts + 1):
             location, minimum = self.start_upload(repository)
             try:
@@ -231,10 +235,15 @@ class RegistryClient:
                 last_error = exc
                 self.cancel_upload(location, repository)
                 progress.reset(desc)
+                if not isinstance(exc, RestartUpload):
+                    dropped += 1
+                # distribution-spec allows chunks when a whole body keeps being cut off
+                # (a proxy limiting request bodies); once could be any transient failure.
+                chunked = chunked or dropped >= MONOLITHIC_DROPS
                 if attempt < policy.attempts:
                     self.stats.add(retries=1)
-                    policy.sleep(attempt, getattr(exc, "retry_after", None))
-                    chunked = True  # distribution-spec allows chunks when monolithic fails
+                    retry_after = exc.retry_after if isinstance(exc, RestartUpload) else None
+                    self.transport.retrying.pause(attempt, retry_after)
                 continue
             except BaseException:
                 self.cancel_upload(location, repository)
@@ -496,8 +505,12 @@ def _restart_if_session_lost(response: httpx.Response) -> None:
     registry lost track of the offset; 408/429/5xx are transient."""
     status = response.status_code
     if status in (404, 416, 408, 429) or status >= 500:
+        request = response.request
+        detail = error_detail(response)
         raise RestartUpload(
-            f"the upload session answered HTTP {status}", response.headers.get("retry-after")
+            f"{request.method} {request.url.path} answered HTTP {status}"
+            + (f": {detail}" if detail else ""),
+            response.headers.get("retry-after"),
         )
 
 

@@ -96,7 +96,7 @@ def pull_image(
                     raise
                 progress.reset(desc)
                 client.stats.add(retries=1)
-                policy.sleep(attempt)
+                client.transport.retrying.pause(attempt)
         progress.finish(desc, DOWNLOADED)
 
     run_all(client.transport, fetch, _unique(blobs), name="pull")
