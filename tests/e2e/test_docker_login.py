@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,21 @@ from tests.fixtures.dockerd import Dockerd
 from tests.fixtures.passstore import PassStore
 from tests.fixtures.registry import RegistryServer
 from tests.image.builders import make_oci_layout
-from tests.verify.conftest import alice, push, small_image
-
-STORES = ["config.json", "pass"]
+from tests.verify.conftest import Pushed, alice, push, small_image
 
 
-def _use_store(mpkit: Mpkit, store: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    """Configure *store* in mpkit's DOCKER_CONFIG; the environment docker needs for it."""
+@dataclass(frozen=True)
+class Setup:
+    env: dict[str, str]  # what docker needs to use the store
+    pushed: Pushed  # a private image, pushed with alice's credentials
+
+
+@pytest.fixture(params=["config.json", "pass"])
+def setup(
+    request: pytest.FixtureRequest, mpkit: Mpkit, registry_token: RegistryServer, tmp_path: Path
+) -> Setup:
+    """The credential store in mpkit's DOCKER_CONFIG, and a private image in the registry."""
+    store: str = request.param
     env = {"DOCKER_CONFIG": str(mpkit.docker_config.parent)}
     # A config.json without any login makes docker pick a store of its own (pass, when
     # installed), so the config.json case starts from an unrelated login.
@@ -33,7 +42,9 @@ def _use_store(mpkit: Mpkit, store: str, request: pytest.FixtureRequest) -> dict
         env |= {"GNUPGHOME": pass_store.gnupghome, "PASSWORD_STORE_DIR": pass_store.store_dir}
         mpkit.docker_config.write_text(json.dumps({"credsStore": "pass"}))
         mpkit.env.update(env)
-    return env
+    path = f"private/{request.function.__name__}/{store}"
+    pushed = push(registry_token, path, small_image(tmp_path), credential=alice(registry_token))
+    return Setup(env, pushed)
 
 
 def _helper_list(env: dict[str, str]) -> dict[str, str]:
@@ -43,21 +54,11 @@ def _helper_list(env: dict[str, str]) -> dict[str, str]:
     return data
 
 
-@pytest.mark.parametrize("store", STORES)
 def test_docker_login_credentials_are_used_by_mpkit(
-    store: str,
-    dockerd: Dockerd,
-    registry_token: RegistryServer,
-    mpkit: Mpkit,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    setup: Setup, dockerd: Dockerd, registry_token: RegistryServer, mpkit: Mpkit, tmp_path: Path
 ) -> None:
-    env = _use_store(mpkit, store, request)
-    password = registry_token.users["alice"]
-    pushed = push(registry_token, f"private/docker-login/{store}", small_image(tmp_path),
-                  credential=alice(registry_token))  # fmt: skip
-    reference = f"{pushed.registry}/{pushed.path}@{pushed.digest}"
-    assert mpkit.run("image", "inspect", reference).returncode == 1  # nothing stored yet
+    env, pushed, password = setup.env, setup.pushed, registry_token.users["alice"]
+    assert mpkit.run("image", "inspect", pushed.pinned).returncode == 1  # nothing stored yet
 
     login = dockerd.run("login", "--username", "alice", "--password-stdin", pushed.registry,
                         input=password, env=env)  # fmt: skip
@@ -65,37 +66,27 @@ def test_docker_login_credentials_are_used_by_mpkit(
     stored = mpkit.docker_config.read_text()
     assert password not in stored
     entry = json.loads(stored)["auths"][pushed.registry]
-    if store == "pass":
+    pass_store = "PASSWORD_STORE_DIR" in env
+    if pass_store:
         assert entry == {} and _helper_list(env) == {pushed.registry: "<token>"}
     else:
         assert set(entry) == {"auth", "identitytoken"}  # the refresh token, not the password
 
-    inspected = mpkit.ok("image", "inspect", "--json", reference).json()
-    assert inspected["digest"] == pushed.digest
+    assert mpkit.ok("image", "inspect", "--json", pushed.pinned).json()["digest"] == pushed.digest
     layout = tmp_path / "upload"
     digest = make_oci_layout(layout, "v1")
-    target = f"{pushed.registry}/private/docker-login/{store}-pushed:v1"
-    assert (
-        mpkit.ok("image", "push", f"oci:{layout}:v1", target, "--json").json()["digest"] == digest
-    )
+    pushing = ["image", "push", f"oci:{layout}:v1", f"{pushed.registry}/{pushed.path}-2:v1"]
+    assert mpkit.ok(*pushing, "--json").json()["digest"] == digest
 
     mpkit.ok("logout", pushed.registry)  # erases what docker stored
     assert pushed.registry not in json.loads(mpkit.docker_config.read_text())["auths"]
-    assert store != "pass" or _helper_list(env) == {}
+    assert not pass_store or _helper_list(env) == {}
 
 
-@pytest.mark.parametrize("store", STORES)
 def test_mpkit_login_credentials_are_used_by_docker_pull(
-    store: str,
-    dockerd: Dockerd,
-    registry_token: RegistryServer,
-    mpkit: Mpkit,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    setup: Setup, dockerd: Dockerd, registry_token: RegistryServer, mpkit: Mpkit
 ) -> None:
-    env = _use_store(mpkit, store, request)
-    pushed = push(registry_token, f"private/mpkit-login/{store}", small_image(tmp_path),
-                  credential=alice(registry_token))  # fmt: skip
+    env, pushed = setup.env, setup.pushed
     denied = dockerd.run("pull", pushed.pinned, env=env, check=False)
     assert denied.returncode != 0 and "denied" in denied.stderr
 

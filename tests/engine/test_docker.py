@@ -11,8 +11,7 @@ import pytest
 
 from mpkit.engine import Engine, EngineKind
 from mpkit.errors import ContainerEngineError
-from mpkit.image.archive import read_docker_archive
-from mpkit.image.archive_writer import write_docker_archive
+from tests.engine.roundtrip import check_load_and_save_round_trip
 from tests.fixtures.dockerd import Dockerd
 from tests.fixtures.passstore import PassStore
 from tests.fixtures.registry import RegistryServer
@@ -83,17 +82,4 @@ def test_anonymous_pull_ignores_stored_credentials(
 
 
 def test_load_and_save_round_trip(engine: Engine, tmp_path: Path) -> None:
-    image = small_image(tmp_path)
-    tag = "localhost/mpkit-engine-test:docker"
-    archive, saved = tmp_path / "in.tar", tmp_path / "out.tar"
-    write_docker_archive(image, archive, [tag])
-    engine.load(archive)
-    try:
-        assert engine.has_image(tag)
-        engine.save(tag, saved)
-        again = read_docker_archive(saved, None, None)
-        assert again.config.digest == image.config.digest  # docker's image ID
-        assert json.loads(again.config.read_bytes())["rootfs"] == image.config_json["rootfs"]
-    finally:
-        engine.remove_image(tag)
-    assert not engine.has_image(tag)
+    check_load_and_save_round_trip(engine, tmp_path, "localhost/mpkit-engine-test:docker")
