@@ -16,6 +16,7 @@ import pytest
 from tests.fixtures.baseimage import sdk_base  # noqa: F401  (shared fixture)
 from tests.fixtures.buildserver import build_server  # noqa: F401  (shared fixture)
 from tests.fixtures.certs import CertAuthority, make_ca
+from tests.fixtures.dockerd import dockerd  # noqa: F401  (shared fixture)
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.passstore import pass_store  # noqa: F401  (shared fixture)
 from tests.fixtures.podman import podman  # noqa: F401  (shared fixture)

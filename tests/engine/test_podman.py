@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from mpkit.engine import Engine, EngineKind
 from mpkit.errors import ContainerEngineError
-from mpkit.image.archive import read_docker_archive
-from mpkit.image.archive_writer import write_docker_archive
+from tests.engine.roundtrip import check_load_and_save_round_trip
 from tests.fixtures.podman import Podman
 from tests.fixtures.registry import RegistryServer
 from tests.verify.conftest import push, small_image
@@ -46,15 +44,4 @@ def test_a_refused_pull_quotes_podman(engine: Engine, registry_token: RegistrySe
 
 
 def test_load_and_save_round_trip(engine: Engine, tmp_path: Path) -> None:
-    image = small_image(tmp_path)
-    tag = "localhost/mpkit-engine-test:1"
-    archive, saved = tmp_path / "in.tar", tmp_path / "out.tar"
-    write_docker_archive(image, archive, [tag])
-    engine.load(archive)
-    try:
-        assert engine.has_image(tag)
-        engine.save(tag, saved)
-        again = read_docker_archive(saved, None, None)
-        assert json.loads(again.config.read_bytes())["rootfs"] == image.config_json["rootfs"]
-    finally:
-        engine.remove_image(tag)
+    check_load_and_save_round_trip(engine, tmp_path, "localhost/mpkit-engine-test:1")

@@ -328,6 +328,22 @@ def test_walk_is_sorted_depth_first_and_does_not_follow_links(tmp_path: Path) ->
     assert rels(context, "b") == ["b/a", "b/a/x", "b/z"]
 
 
+def test_copy_holds_exactly_the_context(tmp_path: Path) -> None:
+    """What docker builds from: the walked entries, modes and links kept, nothing else."""
+    root = write_files(tmp_path / "p", PROJECT)
+    (root / "app" / "adapter.py").chmod(0o750)
+    (root / "app" / "link").symlink_to("adapter.py")
+    (root / "tools").chmod(0o555)
+    context = BuildContext(root)
+    copy = BuildContext(context.copy_to(tmp_path / "copy"), dockerignore=False)
+    assert rels(copy) == rels(context)
+    assert (copy.root / "app" / "adapter.py").read_text() == "print(1)\n"
+    assert (copy.root / "app" / "adapter.py").stat().st_mode & 0o777 == 0o750
+    assert (copy.root / "app" / "link").readlink() == Path("adapter.py")
+    assert (copy.root / "tools").stat().st_mode & 0o777 == 0o555
+    assert not (copy.root / ".dockerignore").exists() and not (copy.root / "build").exists()
+
+
 def test_ignore_patterns_for_an_engine(tmp_path: Path) -> None:
     context = BuildContext(write_files(tmp_path / "p", PROJECT))
     patterns = context.ignore_patterns()

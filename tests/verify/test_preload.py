@@ -206,10 +206,11 @@ def test_script_drives_docker_like_a_cloud_proxy(
     assert f"with digest {pushed.digest}" in result.stderr
 
 
-def test_archive_check_accepts_dockers_image_id(
+def test_archive_check_needs_the_digest_and_names_docker_s_missing_one(
     registry_token: RegistryServer, tmp_path: Path, mpkit: Mpkit
 ) -> None:
-    """docker's classic storage records no digest on load: the image ID must match."""
+    """docker's classic image store records no digest on load (moby/moby#22011): the image
+    ID tells the pack's image from another, but a cloud proxy looks for the digest."""
     pushed = push(registry_token, "private/mp/docker-archive", small_image(tmp_path),
                   credential=alice(registry_token))  # fmt: skip
     archive = tmp_path / "adapter.tar"
@@ -217,10 +218,16 @@ def test_archive_check_accepts_dockers_image_id(
                     env=creds_env(registry_token.users)).json()  # fmt: skip
     script = Path(data["script"])
     env, log = _fake_docker(tmp_path)
-    env.update(FAKE_REPO_DIGESTS="", FAKE_ID=data["archive"]["image_id"])
+    env.update(FAKE_REPO_DIGESTS=f"{pushed.pinned}\n")  # an engine that records it
     result = run_script(script, str(archive), env=env)
     assert result.returncode == 0, result.stderr
     assert f"load --input {archive}" in log.read_text()
+
+    env.update(FAKE_REPO_DIGESTS="", FAKE_ID=data["archive"]["image_id"])
+    result = run_script(script, str(archive), env=env)
+    assert result.returncode == 1
+    assert "records no digest for a loaded image" in result.stderr
+    assert "run this script without FILE" in result.stderr
 
     env["FAKE_ID"] = "sha256:" + "0" * 64
     result = run_script(script, str(archive), env=env)

@@ -34,6 +34,7 @@ STREAM_TAIL_CHARS = 4000
 Log = Callable[[str], None]
 _Invocation = tuple[list[str], list[str], dict[str, str]]
 _AS_IS: _Invocation = ([], [], {})
+NO_DOCKER_LOGINS = '{"auths": {"mpkit.invalid": {}}}\n'  # a reserved name (RFC 2606)
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,13 @@ class Engine:
     ) -> None:
         """Build *dockerfile* with *context* as *tag*; the engine's output goes to *log*.
 
-        *ignore_file* holds .dockerignore patterns (podman, buildah; docker reads the
-        context's own .dockerignore). *tls_verify* False lets the base come over plain HTTP.
+        *ignore_file* holds .dockerignore patterns, for the kinds that take one (see
+        :attr:`EngineKind.takes_ignore_file`; docker reads the context's own .dockerignore).
+        *tls_verify* False lets the base come over plain HTTP.
         """
         verb = "bud" if self.kind is EngineKind.BUILDAH else "build"
         args = [verb, "--platform", platform, "--file", str(dockerfile), "--tag", tag]
-        if ignore_file is not None and self.kind is not EngineKind.DOCKER:
+        if ignore_file is not None and self.kind.takes_ignore_file:
             args += ["--ignorefile", str(ignore_file)]
         self._execute([*args, *self._tls(tls_verify), str(context)], what="build", log=log,
                       stream=True, hint="the lines above are the engine's own output")  # fmt: skip
@@ -280,6 +282,10 @@ class Engine:
         engine an empty credential store instead of the user's."""
         with tempfile.TemporaryDirectory(prefix="mpkit-anonymous-") as empty:
             if self.kind is EngineKind.DOCKER:
+                # A config.json without any login makes docker use a credential store of its
+                # own choosing (pass or secretservice, when installed): one empty entry keeps
+                # it on this file, which holds no credentials.
+                (Path(empty) / "config.json").write_text(NO_DOCKER_LOGINS)
                 yield ["--config", empty], [], {}
                 return
             auth = Path(empty) / "auth.json"

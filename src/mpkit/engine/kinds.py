@@ -22,6 +22,12 @@ class EngineKind(Enum):
         """Whether it can run an image (buildah only builds)."""
         return self is not EngineKind.BUILDAH
 
+    @property
+    def takes_ignore_file(self) -> bool:
+        """Whether its build reads exclusions from a file we name (``--ignorefile``); docker
+        reads only the ``.dockerignore`` inside the build context."""
+        return self is not EngineKind.DOCKER
+
 
 def kinds_for(*, to_run: bool) -> tuple[EngineKind, ...]:
     """Every engine kind that can build (*to_run* False) or run containers, in order."""

@@ -125,8 +125,7 @@ def _engine(
     log(f"{where}: {why}; building with {engine.name}")
     rewrites, plain_http = _from_rewrites(text, request)
     image = engine_build(
-        engine, request.project, text, platform=request.platform,
-        ignore_patterns=context.ignore_patterns(), from_rewrites=rewrites,
+        engine, context, text, platform=request.platform, from_rewrites=rewrites,
         plain_http_base=plain_http, cache=LayerCache(cache), log=log,
     )  # fmt: skip
     return BuildResult(image, engine.name, context.digest(), fallback_reason=f"line {line}: {why}")

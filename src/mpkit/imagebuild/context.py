@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -442,6 +443,28 @@ class BuildContext:
                 if children:
                     yield entry
                     yield from children
+
+    def copy_to(self, target: Path) -> Path:
+        """Make *target* (new) a directory holding exactly this context, for an engine that
+        cannot be told the exclusions: files hard-linked where possible, else copied with
+        their mode; symlinks as they are; directories with their mode. Returns *target*."""
+        target.mkdir()
+        directories: list[tuple[Path, int]] = []
+        for entry in self.walk():
+            copy = target / entry.rel
+            if entry.kind == "dir":
+                copy.mkdir()
+                directories.append((copy, entry.mode))
+            elif entry.kind == "symlink":
+                copy.symlink_to(entry.linkname or "")
+            elif entry.kind == "file":
+                try:
+                    os.link(entry.host_path, copy)
+                except OSError:  # another file system, or links not allowed
+                    shutil.copy2(entry.host_path, copy)
+        for directory, mode in reversed(directories):  # last: a read-only one stays fillable
+            directory.chmod(mode)
+        return target
 
     def digest(self) -> str:
         """sha256 over paths, kinds, the exec bit, file contents and symlink targets.

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from mpkit.engine import Engine
 from mpkit.image.archive import read_docker_archive
 from mpkit.image.cache import LayerCache
 from mpkit.image.types import Blob, Image, Platform
+from mpkit.imagebuild.context import BuildContext
 
 _FROM = re.compile(r"^(\s*FROM\s+(?:--platform=\S+\s+)?)(\S+)(.*)$", re.IGNORECASE)
 
@@ -33,26 +34,33 @@ def rewrite_from_lines(dockerfile: str, rewrites: Mapping[str, str]) -> str:
 
 def engine_build(
     engine: Engine,
-    context: Path,
+    context: BuildContext,
     dockerfile: str,
     *,
     platform: Platform,
-    ignore_patterns: Sequence[str],
     from_rewrites: Mapping[str, str],
     plain_http_base: bool,
     cache: LayerCache,
     log: Callable[[str], None],
 ) -> Image:
-    """Build with *engine*, then load its result as an Image (the engine keeps nothing)."""
+    """Build with *engine*, then load its result as an Image (the engine keeps nothing).
+
+    The engine sees exactly *context*: its exclusions go in an ignore file, or, for an
+    engine that reads only the context's own .dockerignore (docker), the build runs on a
+    copy of the context."""
     tag = f"localhost/mpkit-build-{uuid.uuid4().hex[:12]}:latest"
     with tempfile.TemporaryDirectory(prefix="mpkit-engine-") as scratch:
         work = Path(scratch)
         recipe = work / "Dockerfile"
         recipe.write_text(rewrite_from_lines(dockerfile, from_rewrites))
-        ignore = work / "ignore"
-        ignore.write_text("\n".join(ignore_patterns) + "\n")
+        ignore: Path | None = None
+        if engine.kind.takes_ignore_file:
+            root, ignore = context.root, work / "ignore"
+            ignore.write_text("\n".join(context.ignore_patterns()) + "\n")
+        else:
+            root = context.copy_to(work / "context")
         archive = work / "image.tar"
-        engine.build(context, dockerfile=recipe, tag=tag, platform=str(platform),
+        engine.build(root, dockerfile=recipe, tag=tag, platform=str(platform),
                      ignore_file=ignore, tls_verify=not plain_http_base, log=log)  # fmt: skip
         try:
             engine.save(tag, archive, log=log)

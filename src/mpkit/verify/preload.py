@@ -182,6 +182,9 @@ cleanup() {
 pull_from_registry() {
     AUTH_DIR=$(mktemp -d)
     chmod 700 "$AUTH_DIR"
+    # Without any login in config.json docker would keep the login in a credential store
+    # of its own choosing (pass, secretservice), outside this directory.
+    printf '{"auths": {"%s": {}}}\n' "$REGISTRY" > "$AUTH_DIR/config.json"
     trap cleanup EXIT
     trap 'stty echo 2>/dev/null; exit 130' INT TERM HUP
     read_login
@@ -204,14 +207,14 @@ load_archive() {
     [ -f "$file" ] || die "no archive at $file"
     say "loading $file"
     "$ENGINE" load --input "$file" || die "$ENGINE load failed for $file"
-    # docker (classic storage) records no digest on load; the image ID names the content.
-    if has_digest "$LOCAL_NAME"; then
-        :
-    elif [ "$(image_id "$LOCAL_NAME")" = "${ARCHIVE_IMAGE_ID#sha256:}" ]; then
-        :
-    else
+    has_digest "$LOCAL_NAME" && return
+    [ "$(image_id "$LOCAL_NAME")" = "${ARCHIVE_IMAGE_ID#sha256:}" ] ||
         die "the image loaded as $LOCAL_NAME is not the pack's image ($ARCHIVE_IMAGE_ID)"
-    fi
+    # Docker's classic image store records a digest only when it pulls (moby/moby#22011).
+    die "$ENGINE loaded the pack's image as $LOCAL_NAME, but records no digest for a" \
+        "loaded image, so a cloud proxy looking for $IMAGE will not find it and will pull" \
+        "it anonymously. On a proxy that reaches $REGISTRY, run this script without FILE" \
+        "(a pull records the digest)."
 }
 
 pick_engine

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.engine import ContainerSpec, Engine, EngineChoice, find_engine, output_tail
-from mpkit.errors import AccessDeniedError, ContainerEngineError, NotFoundError
+from mpkit.errors import AccessDeniedError, ContainerEngineError, MpkitError, NotFoundError
 from mpkit.pack import PackError
 from mpkit.project.load import DEFAULT_MEMORY_LIMIT_MB, MIN_MEMORY_LIMIT_MB, load_project_config
 from mpkit.project.registry import SWAP_EXTRA_MB
 from mpkit.reference import is_loopback_host
+from mpkit.verify.preload import local_name
 from mpkit.verify.target import pack_image, read_pack
 
 CONTAINER_PORT = 8080
@@ -142,7 +143,11 @@ def run_pack(
     else:
         say(f"{image} is not in {engine.name}'s local storage; pulling it anonymously")
         tls_verify = not (is_loopback_host(ref.registry) or ref.registry in insecure_registries)
-        _pull_anonymously(engine, image, tls_verify=tls_verify)
+        try:
+            _pull_anonymously(engine, image, tls_verify=tls_verify)
+        except MpkitError as exc:
+            _explain_loaded_without_digest(engine, local_name(ref), image, exc)
+            raise
     started = False
     with _interrupts_as_keyboard_interrupt():
         try:
@@ -191,6 +196,19 @@ def _pull_anonymously(engine: Engine, image: str, *, tls_verify: bool) -> None:
             ) from None
         exc.hint = "'mpkit verify PACK' tells why a cloud proxy could not pull it"
         raise
+
+
+def _explain_loaded_without_digest(engine: Engine, name: str, image: str, exc: MpkitError) -> None:
+    """When the engine holds the pack's image name (e.g. loaded from `mpkit preload
+    --archive`) but not its digest, the failed pull's hint says why: docker's classic image
+    store records a digest only when it pulls (moby/moby#22011)."""
+    if engine.has_image(name):
+        exc.hint = (
+            f"{engine.name} has {name}, but not {image}: {engine.name} records no digest for "
+            "an image loaded from an archive, and a cloud proxy looks the image up by digest; "
+            "preload it with the script from 'mpkit preload' run without an archive (a pull "
+            "records the digest)"
+        )
 
 
 def _wait_for_api_version(engine: Engine, name: str, url: str, timeout: float) -> dict[str, Any]:
