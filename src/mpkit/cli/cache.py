@@ -6,6 +6,8 @@ import argparse
 
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output, human_size
+from mpkit.describe import forget_results
+from mpkit.engine import EngineHealth
 from mpkit.image.cache import default_cache_dir
 from mpkit.imagebuild.cachedir import prune, summarize
 
@@ -18,8 +20,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show = verbs.add_parser("show", help="where the cache is and what it holds (default)")
     add_output_options(show)
     show.set_defaults(handler=cmd_show)
-    drop = verbs.add_parser("prune", help="delete unreferenced blobs (or everything)")
-    drop.add_argument("--all", action="store_true", help="empty the cache completely")
+    drop = verbs.add_parser(
+        "prune",
+        help="delete unreferenced blobs (or everything) and forget which container engines "
+        "could not run containers",
+    )
+    drop.add_argument(
+        "--all",
+        action="store_true",
+        help="empty the cache completely (also the adapter definitions found before)",
+    )
     drop.add_argument(
         "--older-than",
         type=float,
@@ -44,6 +54,13 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_prune(args: argparse.Namespace, out: Output) -> int:
-    freed = prune(default_cache_dir(), everything=args.all, older_than_days=args.older_than)
-    out.result({"freed_bytes": freed}, f"freed {human_size(freed)}")
+    root = default_cache_dir()
+    freed = prune(root, everything=args.all, older_than_days=args.older_than)
+    if args.all:
+        freed += forget_results(root)
+    forgotten = EngineHealth.default().forget()
+    text = f"freed {human_size(freed)}"
+    if forgotten:
+        text += f"; forgot {forgotten} container engine(s) found unable to run containers"
+    out.result({"freed_bytes": freed, "engine_verdicts_forgotten": forgotten}, text)
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
-from mpkit.describe import describe_for_build, own_describe
+from mpkit.describe import DescribeResults, describe_for_build, own_describe
 from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
 from mpkit.image.cache import default_cache_dir
@@ -154,7 +154,8 @@ def build_pack_flow(
             engine=EngineChoice.AUTO if options.engine is EngineChoice.NONE else options.engine,
             pushed_reference=str(pushed.reference),
             insecure_registries=options.client_options.insecure_registries,
-            cache_dir=default_cache_dir(), log=_both(reporter),
+            cache_dir=default_cache_dir(), results=DescribeResults.under(default_cache_dir()),
+            log=_both(reporter),
         )  # fmt: skip
         project = described.project  # manifest.txt may have been fixed on request
         pack = build_pack(
