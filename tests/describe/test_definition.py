@@ -107,8 +107,9 @@ def test_a_broken_engine_falls_back_to_the_host_and_is_remembered(
                                 cache_dir=build_cache, log=logged.append)  # fmt: skip
     assert result.way == "host"
     assert "podman cannot run containers here (Error: no storage here)" in result.reason
-    assert "podman cannot run containers here (Error: no storage here); using the host's Python" in (
-        logged
+    assert (
+        "podman cannot run containers here (Error: no storage here); using the host's Python"
+        in (logged)
     )
     tried = len(podman.calls)
     # The next build knows: podman is not asked, and the error says why and how to retry.

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from mpkit.describe import AdapterDefinitionError, DescribeResults, describe_for_build
+from mpkit.describe import results as results_module
+from mpkit.describe.definition import RUNNER
 from mpkit.describe.imageway import kept_name
 from mpkit.engine import EngineChoice
 from mpkit.image import mediatypes as mt
@@ -122,11 +124,12 @@ def test_no_change_runs_nothing_and_an_app_change_runs_one_short_container(
     assert (again.describe_xml, again.api_version) == (first.describe_xml, "2.1.0")
 
     # An app-only change (same base): one run, without the server; nothing forced out.
-    previous = {"Id": "0123abcd" * 8, "RepoTags": [kept_name(project)], "RepoDigests": []}
+    old_id = "0123abcd" * 8
+    previous = {"Id": old_id, "RepoTags": [kept_name(project)], "RepoDigests": []}
     podman.respond("image", "inspect", kept_name(project), stdout=json.dumps([previous]),
                    first=True)  # fmt: skip
-    podman.respond("image", "inspect", previous["Id"],
-                   stdout=json.dumps([{**previous, "RepoTags": []}]), first=True)  # fmt: skip
+    podman.respond("image", "inspect", old_id, stdout=json.dumps([{**previous, "RepoTags": []}]),
+                   first=True)  # fmt: skip
     changed = describe(project, adapter_image("v2"), results, log)
     new_calls = podman.calls[before:]
     [run] = run_calls(podman)[1:]
@@ -139,7 +142,7 @@ def test_no_change_runs_nothing_and_an_app_change_runs_one_short_container(
     pulled = next(call.argv[-1] for call in new_calls if call.argv[0] == "pull")
     # Only the pulled name (the image stays, under the kept name) and the old app image,
     # which nothing else names; never --force, so shared layers and used images stay.
-    assert removals == [["rmi", pulled], ["rmi", previous["Id"]]]
+    assert removals == [["rmi", pulled], ["rmi", old_id]]
 
 
 def test_a_broken_engine_is_tried_once_across_builds(
@@ -189,3 +192,33 @@ def test_a_failure_inside_the_container_does_not_condemn_the_engine(
             describe(project, adapter_image("v1"), results, [], way="image")
         assert "cannot run containers here" not in caught.value.message, case
         assert len(run_calls(podman)) == attempt  # asked again: the engine is fine
+
+
+def test_a_corrupt_result_is_asked_again_and_rewritten(
+    fake_engines: MakeFakeEngine, project: Project, results: DescribeResults
+) -> None:
+    podman = working_engine(fake_engines("podman"))
+    describe(project, adapter_image("v1"), results, [])
+    [entry] = results.root.glob("definitions/*.json")
+    entry.write_text('{"definition": {"adapter_key"')  # e.g. a disk that filled up
+    again = describe(project, adapter_image("v1"), results, [])
+    assert again.definition is not None and not again.definition.from_cache
+    assert len(run_calls(podman)) == 2
+    assert json.loads(entry.read_text())["definition"] == sample_definition()
+    describe(project, adapter_image("v1"), results, [])
+    assert len(run_calls(podman)) == 2
+
+
+def test_a_new_runner_asks_again(
+    fake_engines: MakeFakeEngine,
+    project: Project,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    podman = working_engine(fake_engines("podman"))
+    describe(project, adapter_image("v1"), DescribeResults.under(tmp_path / "cache"), [])
+    changed = tmp_path / "runner.py"
+    changed.write_text(RUNNER.read_text() + "\n# a new unit table extraction\n")
+    monkeypatch.setattr(results_module, "ASKERS", (changed,))
+    describe(project, adapter_image("v1"), DescribeResults.under(tmp_path / "cache"), [])
+    assert len(run_calls(podman)) == 2

@@ -77,9 +77,9 @@ def describe_for_build(
 ) -> BuildDescribe:
     """describe.xml for the pack: generated from the adapter, or the project's own.
 
-    With *results*, what the adapter said before about the same image is reused (see
-    :func:`adapter_definition`). An adapter-kind mismatch with manifest.txt is offered for fixing on a terminal
-    (*prompter*), and otherwise raised with the fix named.
+    An adapter-kind mismatch with manifest.txt is offered for fixing on a terminal
+    (*prompter*), and otherwise raised with the fix named. With *results*, what the
+    adapter said before about the same image is reused (see :func:`adapter_definition`).
     """
     own = own_describe(project, prompter)
     if own is not None:

@@ -47,6 +47,10 @@ DEFAULT_TIMEOUT = 300.0
 RUNNER = Path(__file__).with_name("runner.py")
 QUOTED_LINES = 30
 RECHECK_HINT = f"{RECHECK_ENV}=1 or 'mpkit cache prune' tries it again"
+HOST_API_VERSION_SOURCE = (
+    "default: the host way cannot run the image's REST server, whose GET /apiVersion answers "
+    "1.0.0 in every SDK base"
+)
 _logger = logging.getLogger("mpkit.describe")
 
 
@@ -260,10 +264,7 @@ class _Asker:
         reason = (
             f"{'; '.join(self.refusals)}; " if self.refusals else ""
         ) + f"this host's Python {plan.target.version} can load the image's packages and app"
-        version, source = DEFAULT_API_VERSION, (
-            "default: the host way cannot run the image's REST server, whose GET /apiVersion "
-            "answers 1.0.0 in every SDK base"
-        )
+        version, source = DEFAULT_API_VERSION, HOST_API_VERSION_SOURCE
         if self.known is not None:
             version, source = self.known.version, _remembered(self.known)
         return DefinitionResult(

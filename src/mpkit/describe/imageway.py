@@ -92,9 +92,8 @@ def _run_runner(engine: Engine, kept_as: str, io_dir: Path, timeout: float, debu
     output = done.stderr or done.stdout
     message = (f"{engine.name} run exited with status {done.returncode} before the definition "
                f"runner finished: {output_tail(output)}")  # fmt: skip
-    error = EngineUnusable if container_never_started(done.returncode, output) else (
-        ContainerEngineError
-    )
+    never_started = container_never_started(done.returncode, output)
+    error = EngineUnusable if never_started else ContainerEngineError
     raise error(message, engine=engine.name, exit_status=done.returncode,
                 output=output_tail(output))  # fmt: skip
 
