@@ -25,17 +25,11 @@ from tests.fixtures.fakeengine import Call, FakeEngine
 from tests.fixtures.podman import Podman
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.sdkserverbase import LOCAL_BASE, SdkServerBase
+from tests.imagebuild.projects import SDK_BASE, SDK_DOCKERFILE
 
 KIND = "MySQLPack"
 # What SDK 1.3.x's mp-init writes (see a generated project's Dockerfile and requirements).
-DOCKERFILE = f"""\
-# The base-adapter image is built automatically by the integration SDK.
-FROM {LOCAL_BASE}
-COPY commands.cfg .
-COPY adapter_requirements.txt .
-RUN pip3 install -r adapter_requirements.txt --upgrade
-COPY app app
-"""
+DOCKERFILE = SDK_DOCKERFILE.replace(SDK_BASE, LOCAL_BASE)
 REQUIREMENTS = "vmware-aria-operations-integration-sdk-lib~=1.1.0\npsutil==5.9.4\n"
 BUILD_TIMEOUT = 900  # the first build resolves the requirements from PyPI
 

@@ -96,11 +96,11 @@ class DefinitionResult:
     def from_record(cls, record: Mapping[str, Any]) -> DefinitionResult | None:
         """A stored result, or None when the record is not one (it is then asked again)."""
         try:
-            way = record["way"]
-            if way not in ("image", "host") or not isinstance(record["definition"], dict):
+            way, definition = record["way"], record["definition"]
+            if way not in ("image", "host") or "adapter_key" not in _mapping(definition):
                 return None
             return cls(
-                definition=record["definition"], api_version=str(record["api_version"]),
+                definition=definition, api_version=str(record["api_version"]),
                 way=way, reason=f"the same image as an earlier build, when {record['reason']}",
                 api_version_source=str(record["api_version_source"]),
                 engine=record.get("engine"), units=parse_units(record.get("units") or []),
@@ -283,6 +283,10 @@ class _Asker:
             return version, f"GET /apiVersion of the image's server (run by {engine})", final
         problem = result.get("api_version_error") or "the image has no ENTRYPOINT or CMD"
         return DEFAULT_API_VERSION, f"default ({problem})", final
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _remembered(known: KnownApiVersion) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from mpkit.describe.runner import SERVER_STOP_TIMEOUT, UNITS_TIMEOUT
 from mpkit.engine import ContainerSpec, Engine, EngineUnusable, LocalImage, output_tail
 from mpkit.engine.health import container_never_started, daemon_unreachable
 from mpkit.errors import ContainerEngineError
@@ -36,6 +37,9 @@ MOUNT = "/io"
 KEPT_REPOSITORY = "localhost/mpkit-definition"
 SERVER_PORT = 8080  # the SDK server's plain-HTTP port (443 only with a certificate)
 SERVER_TIMEOUT = 30
+# Beyond the definition command's own timeout, the runner may spend this much (units, the
+# server's wait and stop, starting up): a container that outlives it hangs in the engine.
+RUNNER_OVERHEAD = UNITS_TIMEOUT + SERVER_TIMEOUT + SERVER_STOP_TIMEOUT + 60.0
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 Log = Callable[[str], None]
 
@@ -84,7 +88,7 @@ def _run_runner(engine: Engine, kept_as: str, io_dir: Path, timeout: float, debu
         entrypoint="python3", mounts=[(io_dir, MOUNT)], command=[f"{MOUNT}/runner.py", MOUNT],
     )  # fmt: skip
     try:
-        done = engine.run(spec, timeout=timeout + 60, log=debug)
+        done = engine.run(spec, timeout=timeout + RUNNER_OVERHEAD, log=debug)
     except ContainerEngineError as exc:  # could not start the program, or it hung
         raise EngineUnusable(exc.message, engine=engine.name, output=exc.output) from None
     if (io_dir / "result.json").is_file():

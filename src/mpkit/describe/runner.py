@@ -38,6 +38,8 @@ COMMAND_KEY = "adapter_definition"
 PYTHON_NAME = re.compile(r"^python[0-9.]*$")
 # RFC 9110: a server (or proxy) that is busy or not ready yet may answer these; ask again.
 RETRYABLE_STATUS = (408, 429, 502, 503, 504)
+UNITS_TIMEOUT = 60
+SERVER_STOP_TIMEOUT = 5
 UNITS_SNIPPET = """
 import json, sys
 from aria.ops.definition import units as library
@@ -158,7 +160,7 @@ def _dump_units(
             cwd=job.get("cwd") or None,
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            timeout=60,
+            timeout=UNITS_TIMEOUT,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -232,7 +234,7 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         server.terminate()
         try:
-            server.wait(timeout=5)
+            server.wait(timeout=SERVER_STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
