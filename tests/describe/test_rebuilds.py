@@ -157,6 +157,7 @@ def test_a_broken_engine_is_tried_once_across_builds(
     first = describe(project, adapter_image("v1"), results, log)
     assert first.definition is not None and first.definition.engine == "docker"
     assert len(run_calls(podman)) == 1
+    assert ["rmi", kept_name(project)] in [call.argv for call in podman.calls]  # keeps nothing
     [reported] = [line for line in log if line.startswith("podman cannot")]
     assert reported.startswith("podman cannot run containers here (")
     assert reported.endswith("operation not permitted: OCI permission denied); using docker")

@@ -77,6 +77,9 @@ def run_in_image(
                              output=exc.output) from None  # fmt: skip
     try:
         _run_runner(engine, kept_as, io_dir, timeout, debug)
+    except EngineUnusable:
+        engine.remove_image(kept_as, force=False)  # an engine that cannot run it keeps nothing
+        raise
     finally:
         if previous is not None and previous.id != digest_hex(image.config.digest):
             _remove_if_unnamed(engine, previous, debug)
