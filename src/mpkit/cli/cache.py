@@ -7,7 +7,6 @@ import argparse
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output, human_size
 from mpkit.describe import forget_results
-from mpkit.engine import EngineHealth
 from mpkit.image.cache import default_cache_dir
 from mpkit.imagebuild.cachedir import prune, summarize
 
@@ -56,9 +55,8 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
 def cmd_prune(args: argparse.Namespace, out: Output) -> int:
     root = default_cache_dir()
     freed = prune(root, everything=args.all, older_than_days=args.older_than)
-    if args.all:
-        freed += forget_results(root)
-    forgotten = EngineHealth.default().forget()
+    results_freed, forgotten = forget_results(root, everything=args.all)
+    freed += results_freed
     text = f"freed {human_size(freed)}"
     if forgotten:
         text += f"; forgot {forgotten} container engine(s) found unable to run containers"

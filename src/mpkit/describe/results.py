@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.describe.imageway import SERVER_PORT, image_server
+from mpkit.engine import EngineHealth
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Image
 from mpkit.imagebuild.assemble import BASE_DIGEST
@@ -119,9 +120,13 @@ def asker_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def forget_results(cache_root: Path) -> int:
-    """Remove every stored result under *cache_root*; the bytes freed."""
+def forget_results(cache_root: Path, *, everything: bool) -> tuple[int, int]:
+    """For ``mpkit cache prune``: forget which engines could not run containers (so every
+    engine is tried again) and, with *everything*, the stored results under *cache_root*.
+    Returns (bytes freed, engine verdicts forgotten)."""
+    freed = 0
     root = cache_root / "describe"
-    freed = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
-    shutil.rmtree(root, ignore_errors=True)
-    return freed
+    if everything and root.is_dir():
+        freed = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+        shutil.rmtree(root, ignore_errors=True)
+    return freed, EngineHealth.default().forget()
