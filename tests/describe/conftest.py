@@ -28,6 +28,7 @@ from mpkit.project.model import Project
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
 from tests.fixtures.baseimage import SdkBase, default_cache_root
+from tests.fixtures.fakeengine import fake_engines  # noqa: F401  (shared fixture)
 from tests.fixtures.podman import Podman
 from tests.fixtures.tools import in_ci
 
@@ -148,6 +149,15 @@ def make_adapter(tmp_path: Path, sdk_base: SdkBase, build_cache: Path) -> MakeAd
         return build_project(root, sdk_base, build_cache)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def own_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """What mpkit remembers about engines stays with the test."""
+    state = tmp_path / "mpkit-state"
+    monkeypatch.setenv("MPKIT_STATE_DIR", str(state))
+    monkeypatch.delenv("MPKIT_ENGINE_RECHECK", raising=False)
+    return state
 
 
 @pytest.fixture

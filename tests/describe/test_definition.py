@@ -23,6 +23,7 @@ from mpkit.engine import EngineChoice
 from tests.describe.conftest import MakeAdapter, sample_definition
 from tests.describe.test_generate import ScriptedPrompter
 from tests.fixtures.baseimage import USER_ID, WORKDIR
+from tests.fixtures.fakeengine import FakeEngine
 from tests.fixtures.podman import Podman
 
 HOST_LOG = Path("/var/log/adapter.log")
@@ -92,25 +93,41 @@ def test_without_an_engine_auto_uses_the_host(make_adapter: MakeAdapter, build_c
         )
 
 
-def test_a_broken_engine_falls_back_to_the_host(
+def test_a_broken_engine_falls_back_to_the_host_and_is_remembered(
     make_adapter: MakeAdapter, build_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = tmp_path / "fake-bin"
-    fake.mkdir()
-    podman = fake / "podman"
-    podman.write_text("#!/bin/sh\necho 'Error: no storage here' >&2\nexit 125\n")
-    podman.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    podman = FakeEngine(fake_bin, "podman")
+    podman.respond(exit=125, stderr="Error: no storage here")
+    monkeypatch.setenv("PATH", f"{fake_bin}:{Path(sys.executable).parent}:/usr/bin:/bin")
     built = make_adapter({"definition": sample_definition()})
     logged: list[str] = []
     result = adapter_definition(built.project, built.build.image, engine=EngineChoice.PODMAN,
                                 cache_dir=build_cache, log=logged.append)  # fmt: skip
     assert result.way == "host"
-    assert "podman failed: podman load failed (exit 125): Error: no storage here" in result.reason
-    with pytest.raises(AdapterDefinitionError, match="podman failed"):
+    assert "podman cannot run containers here (Error: no storage here)" in result.reason
+    assert (
+        "podman cannot run containers here (Error: no storage here); using the host's Python"
+        in (logged)
+    )
+    tried = len(podman.calls)
+    # The next build knows: podman is not asked, and the error says why and how to retry.
+    with pytest.raises(AdapterDefinitionError) as caught:
         adapter_definition(
             built.project, built.build.image, engine=EngineChoice.PODMAN, way="image"
         )
+    assert "podman could not run containers here 0 min ago (Error: no storage here)" in (
+        caught.value.message
+    )
+    assert "MPKIT_ENGINE_RECHECK=1 or 'mpkit cache prune' tries it again" in caught.value.message
+    assert len(podman.calls) == tried
+    monkeypatch.setenv("MPKIT_ENGINE_RECHECK", "1")
+    with pytest.raises(AdapterDefinitionError, match="podman cannot run containers here"):
+        adapter_definition(
+            built.project, built.build.image, engine=EngineChoice.PODMAN, way="image"
+        )
+    assert len(podman.calls) > tried
 
 
 BROKEN = {

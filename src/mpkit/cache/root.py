@@ -46,6 +46,7 @@ AREAS = (
     Area("uv", "uv's own download cache"),
     Area("hostfs", "image files copied out to run the adapter on the host"),
     Area("describe-valid", "describe.xml files already validated against their schema"),
+    Area("describe", "adapter definitions by image digest, API versions by base digest"),
     Area("tmp", "files being written; what killed runs left is removed"),
     Area(FORMAT_FILE, "the version of this layout"),
 )

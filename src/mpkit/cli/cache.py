@@ -8,6 +8,7 @@ from mpkit.cache.prune import prune, summarize
 from mpkit.cache.root import CacheRoot
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output, human_size
+from mpkit.engine.health import EngineHealth
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_output_options(show)
     show.set_defaults(handler=cmd_show)
     drop = verbs.add_parser(
-        "prune", help="delete what nothing refers to and what killed runs left (or everything)"
+        "prune",
+        help="delete what nothing refers to and what killed runs left (or everything), and "
+        "forget which container engines could not run containers",
     )
     drop.add_argument("--all", action="store_true", help="empty the cache completely")
     drop.add_argument(
@@ -55,5 +58,9 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_prune(args: argparse.Namespace, out: Output) -> int:
     freed = prune(CacheRoot.default(), everything=args.all, older_than_days=args.older_than)
-    out.result({"freed_bytes": freed}, f"freed {human_size(freed)}")
+    forgotten = EngineHealth.default().forget()
+    text = f"freed {human_size(freed)}"
+    if forgotten:
+        text += f"; forgot {forgotten} container engine(s) found unable to run containers"
+    out.result({"freed_bytes": freed, "engine_verdicts_forgotten": forgotten}, text)
     return 0

@@ -4,7 +4,8 @@ Most SDK projects ship no conf/describe.xml: the build asks the adapter for its
 definition (:func:`adapter_definition`, in the image or on the host) and turns it into
 describe.xml plus resources.properties (:func:`generate_describe`).
 :func:`describe_for_build` does both for ``mpkit build``, or checks the project's own
-describe.xml when it has one.
+describe.xml when it has one. :class:`DescribeResults` keeps what the adapter said, so an
+unchanged image is not asked again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mpkit.describe.generate import (
     generate_describe,
     offer_manifest_fix,
 )
+from mpkit.describe.results import DescribeResults
 from mpkit.describe.schema import schema_for, validate_describe
 from mpkit.engine import EngineChoice
 from mpkit.image.types import Image
@@ -35,6 +37,7 @@ __all__ = [
     "BuildDescribe",
     "DefinitionResult",
     "DescribeError",
+    "DescribeResults",
     "UnitType",
     "adapter_definition",
     "check_adapter_kind",
@@ -68,19 +71,21 @@ def describe_for_build(
     pushed_reference: str | None = None,
     insecure_registries: Collection[str] = (),
     cache_dir: Path | None = None,
+    results: DescribeResults | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> BuildDescribe:
     """describe.xml for the pack: generated from the adapter, or the project's own.
 
     An adapter-kind mismatch with manifest.txt is offered for fixing on a terminal
-    (*prompter*), and otherwise raised with the fix named.
+    (*prompter*), and otherwise raised with the fix named. With *results*, what the
+    adapter said before about the same image is reused (see :func:`adapter_definition`).
     """
     own = own_describe(project, prompter)
     if own is not None:
         return own
     result = adapter_definition(
         project, image, engine=engine, way=way, pushed_reference=pushed_reference,
-        insecure_registries=insecure_registries, cache_dir=cache_dir, log=log,
+        insecure_registries=insecure_registries, cache_dir=cache_dir, results=results, log=log,
     )  # fmt: skip
     log(f"adapter definition: {result.way} way ({result.reason}); API version "
         f"{result.api_version} ({result.api_version_source})")  # fmt: skip

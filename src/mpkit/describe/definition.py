@@ -12,24 +12,30 @@ There are two ways to run it:
   code only for this host's platform). The API version is then the SDK's 1.0.0.
 
 ``way="auto"`` takes the image way when an engine works, else the host way, and the
-result says which and why.
+result says which and why. An engine that cannot run containers here is reported once
+and remembered (:class:`mpkit.engine.EngineHealth`); later builds skip it. With
+:class:`DescribeResults`, an image asked before is not asked again, and the API version
+of a base asked before spares starting its server.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mpkit.describe.convert import UnitType, parse_units
 from mpkit.describe.errors import AdapterDefinitionError, DescribeError
 from mpkit.describe.hostway import HostUnsuitable, plan_host_run, prepare_host_run, run_on_host
-from mpkit.describe.imageway import image_job, run_in_image, write_job
-from mpkit.engine import Engine, EngineChoice, find_engines
+from mpkit.describe.imageway import image_job, kept_name, run_in_image, write_job
+from mpkit.describe.results import FINAL_OUTCOMES, DescribeResults, KnownApiVersion
+from mpkit.engine import Engine, EngineChoice, EngineHealth, EngineUnusable, find_engines
+from mpkit.engine.health import RECHECK_ENV
 from mpkit.errors import ContainerEngineError
 from mpkit.image.types import Image
 from mpkit.jsonfile import parse_json
@@ -41,6 +47,12 @@ DEFAULT_API_VERSION = "1.0.0"
 DEFAULT_TIMEOUT = 300.0
 RUNNER = Path(__file__).with_name("runner.py")
 QUOTED_LINES = 30
+RECHECK_HINT = f"{RECHECK_ENV}=1 or 'mpkit cache prune' tries it again"
+HOST_API_VERSION_SOURCE = (
+    "default: the host way cannot run the image's REST server, whose GET /apiVersion answers "
+    "1.0.0 in every SDK base"
+)
+_logger = logging.getLogger("mpkit.describe")
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,8 @@ class DefinitionResult:
     units: tuple[UnitType, ...] = ()  # the adapter library's unit table, if it has one
     stderr: str = ""  # what the command wrote to stderr (for the build log)
     notes: list[str] = field(default_factory=list)
+    from_cache: bool = False  # found by an earlier build of the same image
+    api_version_final: bool = False  # the base's server's own answer: holds for the base
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,7 +81,35 @@ class DefinitionResult:
             "api_version_source": self.api_version_source,
             "unit_types": len(self.units),
             "notes": list(self.notes),
+            "from_cache": self.from_cache,
         }
+
+    def to_record(self) -> dict[str, Any]:
+        """What DescribeResults keeps (from_record reads it back)."""
+        return {
+            "definition": self.definition, "api_version": self.api_version, "way": self.way,
+            "reason": self.reason, "api_version_source": self.api_version_source,
+            "engine": self.engine, "units": [asdict(unit) for unit in self.units],
+            "stderr": self.stderr, "notes": list(self.notes),
+        }  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DefinitionResult | None:
+        """A stored result, or None when the record is not one (it is then asked again)."""
+        try:
+            way, definition = record["way"], record["definition"]
+            if way not in ("image", "host") or "adapter_key" not in _mapping(definition):
+                return None
+            return cls(
+                definition=definition, api_version=str(record["api_version"]),
+                way=way, reason=f"the same image as an earlier build, when {record['reason']}",
+                api_version_source=str(record["api_version_source"]),
+                engine=record.get("engine"), units=parse_units(record.get("units") or []),
+                stderr=str(record.get("stderr") or ""), notes=list(record.get("notes") or []),
+                from_cache=True,
+            )  # fmt: skip
+        except (KeyError, TypeError, DescribeError):
+            return None
 
 
 def adapter_definition(
@@ -79,6 +121,8 @@ def adapter_definition(
     pushed_reference: str | None = None,
     insecure_registries: Collection[str] = (),
     cache_dir: Path | None = None,
+    results: DescribeResults | None = None,
+    health: EngineHealth | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     log: Callable[[str], None] = lambda _m: None,
 ) -> DefinitionResult:
@@ -88,96 +132,166 @@ def adapter_definition(
     rule out the image way). *way* forces "image" or "host". With
     *pushed_reference* (where the build pushed *image*) the engine pulls instead of
     loading an archive. *cache_dir* is the build cache (layer listings are kept there).
+    With *results*, an image asked before is not asked again, and a base whose API
+    version is known does not start its server. *health* remembers engines that cannot
+    run containers here (default: mpkit's state directory).
     """
     if way not in WAYS:
         raise DescribeError(
             f"unknown way {way!r} to run the adapter", hint="use auto, image or host"
         )
+    if results is not None:
+        found = DefinitionResult.from_record(results.definition(image) or {})
+        if found is not None and way in ("auto", found.way):
+            return found
+    known = results.api_version(image) if results is not None else None
     log(f"asking the adapter of {project.manifest.display_name} for its definition")
-    engines = find_engines(engine, to_run=True) if way != "host" else []
-    refusals: list[str] = []
-    if way in ("auto", "image"):
-        if not engines:
-            refusals.append(engine.unavailable(to_run=True))
-        for candidate in engines:
-            try:
-                return _image_way(image, candidate, pushed_reference,
-                                  insecure_registries, timeout, refusals, log)  # fmt: skip
-            except ContainerEngineError as exc:
-                refusals.append(f"{candidate.name} failed: {exc.message}")
-                log(refusals[-1])
-    if way in ("auto", "host"):
-        try:
-            return _host_way(image, cache_dir, timeout, refusals, log)
-        except HostUnsuitable as exc:
-            refusals.append(f"the host way is not possible: {exc}")
-    raise AdapterDefinitionError(
-        "cannot run the adapter's adapter_definition command to generate describe.xml: "
-        + "; ".join(refusals),
-        hint="install podman (or run a docker daemon) so mpkit can run the image, or use a "
-        "host Python of the image's version; or add conf/describe.xml to the project",
-    )
-
-
-def _image_way(
-    image: Image,
-    engine: Engine,
-    pushed_reference: str | None,
-    insecure_registries: Collection[str],
-    timeout: float,
-    refusals: list[str],
-    log: Callable[[str], None],
-) -> DefinitionResult:
-    name = engine.name
-    with _scratch() as io_dir:
-        write_job(io_dir, image_job(image, timeout))
-        log(f"running the adapter's definition command in the image with {name}")
-        run_in_image(engine, image, io_dir, pushed_reference=pushed_reference,
-                     insecure_registries=insecure_registries, timeout=timeout, log=log)  # fmt: skip
-        result = _read_result(io_dir)
-        if result is None:
-            raise ContainerEngineError(
-                f"the definition runner in {name}'s container wrote no result", engine=name
+    asker = _Asker(project, image, pushed_reference, insecure_registries, cache_dir, timeout,
+                   known, health or EngineHealth.default(), log)  # fmt: skip
+    result = asker.ask(engine, way)
+    if results is not None:
+        results.store_definition(image, result.to_record())
+        if known is None and result.api_version_final:
+            results.store_api_version(
+                image, KnownApiVersion(result.api_version, result.api_version_source)
             )
-        outcome = _definition(io_dir, result, "the image")
-    reason = f"{name} ran the built image (the most faithful way)"
-    if refusals:
-        reason += f"; before that, {'; '.join(refusals)}"
-    api_version, source = _api_version(result, name)
-    return DefinitionResult(
-        definition=outcome, api_version=api_version, way="image", reason=reason,
-        api_version_source=source, engine=name, units=_units(result, log),
-        stderr=str(result.get("stderr") or ""),
-    )  # fmt: skip
+    return result
 
 
-def _host_way(
-    image: Image,
-    cache_dir: Path | None,
-    timeout: float,
-    refusals: list[str],
-    log: Callable[[str], None],
-) -> DefinitionResult:
-    plan = plan_host_run(image, cache_dir)
-    with _scratch() as io_dir:
-        job, env = prepare_host_run(plan, image, io_dir, timeout, cache_dir)
-        write_job(io_dir, job)
-        log(f"running the adapter's definition command with this host's Python "
-            f"{plan.target.version} on the image's packages")  # fmt: skip
-        run_on_host(io_dir, env, timeout)
-        result = _read_result(io_dir)
-        if result is None:
-            raise HostUnsuitable("the definition runner wrote no result")
-        outcome = _definition(io_dir, result, "the host")
-    reason = (
-        f"{'; '.join(refusals)}; " if refusals else ""
-    ) + f"this host's Python {plan.target.version} can load the image's packages and app"
-    return DefinitionResult(
-        definition=outcome, api_version=DEFAULT_API_VERSION, way="host", reason=reason,
-        api_version_source="default: the host way cannot run the image's REST server, whose "
-        "GET /apiVersion answers 1.0.0 in every SDK base",
-        units=_units(result, log), stderr=str(result.get("stderr") or ""),
-    )  # fmt: skip
+@dataclass
+class _Asker:
+    """One attempt to get the definition: the ways in order, and what each said."""
+
+    project: Project
+    image: Image
+    pushed_reference: str | None
+    insecure_registries: Collection[str]
+    cache_dir: Path | None
+    timeout: float
+    known: KnownApiVersion | None  # the base's API version, when asked before
+    health: EngineHealth
+    log: Callable[[str], None]
+    refusals: list[str] = field(default_factory=list)  # why earlier ways were not taken
+    broken: list[str] = field(default_factory=list)  # engines found broken just now
+    skipped: list[str] = field(default_factory=list)  # engines known to be broken (quiet)
+
+    def ask(self, choice: EngineChoice, way: str) -> DefinitionResult:
+        if way in ("auto", "image"):
+            engines = find_engines(choice, to_run=True)
+            if not engines:
+                self.refusals.append(choice.unavailable(to_run=True))
+            for candidate in engines:
+                result = self._try_engine(candidate)
+                if result is not None:
+                    self._report_broken(f"using {candidate.name}")
+                    return result
+        if way in ("auto", "host"):
+            try:
+                result = self._host_way()
+            except HostUnsuitable as exc:
+                self.refusals.append(f"the host way is not possible: {exc}")
+            else:
+                self._report_broken("using the host's Python")
+                return result
+        raise AdapterDefinitionError(
+            "cannot run the adapter's adapter_definition command to generate describe.xml: "
+            + "; ".join([*self.skipped, *self.refusals]),
+            hint="install podman (or run a docker daemon) so mpkit can run the image, or use "
+            "a host Python of the image's version; or add conf/describe.xml to the project",
+        )
+
+    def _try_engine(self, engine: Engine) -> DefinitionResult | None:
+        verdict = self.health.verdict(engine)
+        if verdict is not None:  # said when it was found out; now only in the build log
+            self.skipped.append(f"{verdict.describe()}; {RECHECK_HINT}")
+            _logger.info("skipping %s: %s", engine.name, self.skipped[-1])
+            return None
+        try:
+            return self._image_way(engine)
+        except EngineUnusable as exc:
+            found = self.health.mark_broken(engine, exc.output or exc.message)
+            self.broken.append(f"{engine.name} cannot run containers here ({found.reason})")
+            self.refusals.append(self.broken[-1])
+            _logger.info("%s: %s", engine.name, exc.message)
+        except ContainerEngineError as exc:
+            self.refusals.append(f"{engine.name} failed: {exc.message}")
+            self.log(self.refusals[-1])
+        return None
+
+    def _report_broken(self, using: str) -> None:
+        """One line for the engines found broken now (the next builds skip them)."""
+        if self.broken:
+            self.log(f"{'; '.join(self.broken)}; {using}")
+
+    def _image_way(self, engine: Engine) -> DefinitionResult:
+        name = engine.name
+        with _scratch() as io_dir:
+            write_job(io_dir, image_job(self.image, self.timeout, ask_server=not self.known))
+            self.log(f"running the adapter's definition command in the image with {name}")
+            run_in_image(
+                engine, self.image, io_dir, kept_as=kept_name(self.project),
+                pushed_reference=self.pushed_reference,
+                insecure_registries=self.insecure_registries, timeout=self.timeout,
+                log=self.log, debug=_logger.info,
+            )  # fmt: skip
+            result = _read_result(io_dir)
+            if result is None:
+                raise ContainerEngineError(
+                    f"the definition runner in {name}'s container wrote no result", engine=name
+                )
+            outcome = _definition(io_dir, result, "the image")
+        reason = f"{name} ran the built image (the most faithful way)"
+        if self.refusals:
+            reason += f"; before that, {'; '.join(self.refusals)}"
+        api_version, source, final = self._api_version(result, name)
+        return DefinitionResult(
+            definition=outcome, api_version=api_version, way="image", reason=reason,
+            api_version_source=source, engine=name, units=_units(result, self.log),
+            stderr=str(result.get("stderr") or ""), api_version_final=final,
+        )  # fmt: skip
+
+    def _host_way(self) -> DefinitionResult:
+        plan = plan_host_run(self.image, self.cache_dir)
+        with _scratch() as io_dir:
+            job, env = prepare_host_run(plan, self.image, io_dir, self.timeout, self.cache_dir)
+            write_job(io_dir, job)
+            self.log(f"running the adapter's definition command with this host's Python "
+                     f"{plan.target.version} on the image's packages")  # fmt: skip
+            run_on_host(io_dir, env, self.timeout)
+            result = _read_result(io_dir)
+            if result is None:
+                raise HostUnsuitable("the definition runner wrote no result")
+            outcome = _definition(io_dir, result, "the host")
+        reason = (
+            f"{'; '.join(self.refusals)}; " if self.refusals else ""
+        ) + f"this host's Python {plan.target.version} can load the image's packages and app"
+        version, source = DEFAULT_API_VERSION, HOST_API_VERSION_SOURCE
+        if self.known is not None:
+            version, source = self.known.version, _remembered(self.known)
+        return DefinitionResult(
+            definition=outcome, api_version=version, way="host", reason=reason,
+            api_version_source=source, units=_units(result, self.log),
+            stderr=str(result.get("stderr") or ""),
+        )  # fmt: skip
+
+    def _api_version(self, result: Mapping[str, Any], engine: str) -> tuple[str, str, bool]:
+        """(version, where it came from, whether it is the base server's final answer)."""
+        if self.known is not None:
+            return self.known.version, _remembered(self.known), False
+        version = result.get("api_version")
+        final = result.get("api_version_outcome") in FINAL_OUTCOMES
+        if isinstance(version, str) and version:
+            return version, f"GET /apiVersion of the image's server (run by {engine})", final
+        problem = result.get("api_version_error") or "the image has no ENTRYPOINT or CMD"
+        return DEFAULT_API_VERSION, f"default ({problem})", final
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _remembered(known: KnownApiVersion) -> str:
+    return f"{known.source}, remembered for this base image"
 
 
 class _scratch:
@@ -278,14 +392,6 @@ def _quote(result: Mapping[str, Any]) -> str:
 def _indent(text: str) -> str:
     lines = text.strip().splitlines()[-QUOTED_LINES:]
     return "\n".join(f"  {line}" for line in lines)
-
-
-def _api_version(result: Mapping[str, Any], engine: str) -> tuple[str, str]:
-    version = result.get("api_version")
-    if isinstance(version, str) and version:
-        return version, f"GET /apiVersion of the image's server (run by {engine})"
-    problem = result.get("api_version_error") or "the image has no ENTRYPOINT or CMD"
-    return DEFAULT_API_VERSION, f"default ({problem})"
 
 
 def _units(result: Mapping[str, Any], log: Callable[[str], None]) -> tuple[UnitType, ...]:

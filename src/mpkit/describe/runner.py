@@ -12,6 +12,9 @@ as the SDK's server does; the input and output files are appended), ``cwd``,
 ``units_command`` or else the command's own interpreter), ``server`` (the image's own
 ENTRYPOINT+CMD, started to ask ``GET /apiVersion``, or null), ``server_port``,
 ``server_timeout`` and ``log_dirs`` (whose files the adapter changed are quoted).
+``result.json`` says how the wait for the API version ended in ``api_version_outcome``:
+``version``, ``answer`` (the server answered something else, e.g. 404: final),
+``exited`` or ``deadline``.
 """
 
 # ruff: noqa: PTH105, PTH109, PTH113, PTH118, PTH119, PTH204, PTH208
@@ -25,6 +28,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -32,6 +36,10 @@ TAIL_BYTES = 16 * 1024
 LOG_TAIL_BYTES = 4 * 1024
 COMMAND_KEY = "adapter_definition"
 PYTHON_NAME = re.compile(r"^python[0-9.]*$")
+# RFC 9110: a server (or proxy) that is busy or not ready yet may answer these; ask again.
+RETRYABLE_STATUS = (408, 429, 502, 503, 504)
+UNITS_TIMEOUT = 60
+SERVER_STOP_TIMEOUT = 5
 UNITS_SNIPPET = """
 import json, sys
 from aria.ops.definition import units as library
@@ -152,7 +160,7 @@ def _dump_units(
             cwd=job.get("cwd") or None,
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            timeout=60,
+            timeout=UNITS_TIMEOUT,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -182,30 +190,51 @@ def _start_server(job: dict[str, Any], io_dir: str) -> subprocess.Popen[bytes] |
 def _api_version(
     job: dict[str, Any], server: subprocess.Popen[bytes], result: dict[str, Any]
 ) -> None:
+    """Poll ``GET /apiVersion`` until the server answers or exits. Only a refused or
+    dropped connection (the server is still starting) and a retryable status are polled
+    again; any other answer is final."""
     url = f"http://127.0.0.1:{int(job.get('server_port') or 8080)}/apiVersion"
     deadline = time.time() + float(job.get("server_timeout") or 30)
     problem = "the image's server did not answer"
+    outcome = "deadline"
+    result["api_version_attempts"] = 0
     while time.time() < deadline:
         if server.poll() is not None:
             problem = f"the image's server exited with status {server.returncode}"
+            outcome = "exited"
             break
+        result["api_version_attempts"] += 1
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                answer = json.loads(response.read().decode("utf-8"))
-            parts = (int(answer["major"]), int(answer["minor"]), int(answer["maintenance"]))
-            result["api_version"] = ".".join(map(str, parts))
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+                body = response.read()
+        except urllib.error.HTTPError as exc:
+            problem = f"GET /apiVersion answered HTTP {exc.code}"
+            if exc.code not in RETRYABLE_STATUS:
+                outcome = "answer"
+                break
+        except OSError as exc:  # refused, reset, timed out: not up yet
             problem = f"GET /apiVersion failed: {exc}"
-            time.sleep(0.2)
+        else:
+            try:
+                answer = json.loads(body.decode("utf-8"))
+                parts = (int(answer["major"]), int(answer["minor"]), int(answer["maintenance"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                problem = f"GET /apiVersion answered {body[:80]!r}, not a version ({exc})"
+                outcome = "answer"
+                break
+            result["api_version"] = ".".join(map(str, parts))
+            result["api_version_outcome"] = "version"
+            return
+        time.sleep(0.2)
     result["api_version_error"] = problem
+    result["api_version_outcome"] = outcome
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         server.terminate()
         try:
-            server.wait(timeout=5)
+            server.wait(timeout=SERVER_STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()

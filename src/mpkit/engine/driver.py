@@ -1,5 +1,5 @@
-"""A container engine driven through its command line: images (has, pull, load, save,
-build, remove) and containers (run, start, inspect, logs, remove).
+"""A container engine driven through its command line: images (has, inspect, pull, load,
+save, build, tag, remove) and containers (run, start, inspect, logs, remove).
 
 The differences between podman, docker and buildah live here, not in callers: how a
 local image is looked for, how an anonymous pull avoids the user's credentials, plain
@@ -70,6 +70,14 @@ class ContainerSpec:
         for key, value in sorted(self.labels.items()):
             args += ["--label", f"{key}={value}"]
         return args
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """An image in an engine's storage: its ID (the config digest's hex) and names."""
+
+    id: str
+    names: tuple[str, ...]  # tags and digest references
 
 
 @dataclass(frozen=True)
@@ -154,9 +162,32 @@ class Engine:
         self._execute([*args, *self._tls(tls_verify), str(context)], what="build", log=log,
                       stream=True, hint="the lines above are the engine's own output")  # fmt: skip
 
-    def remove_image(self, reference: str) -> None:
-        """Remove *reference* from local storage (best effort)."""
-        self._execute(["rmi", "--force", reference], what="rmi", check=False)
+    def local_image(self, reference: str) -> LocalImage | None:
+        """The image local storage holds as *reference* (a name or an ID), or None."""
+        if not self.kind.runs_containers:  # buildah's inspect describes images otherwise
+            raise ContainerEngineError(f"{self.name} keeps no images to run", engine=self.name)
+        result = self._execute(["image", "inspect", reference], what="image inspect",
+                               check=False)  # fmt: skip
+        try:
+            data = json.loads(result.stdout) if result.returncode == 0 else None
+        except ValueError:
+            return None
+        found = data[0] if isinstance(data, list) and data else None
+        if not isinstance(found, dict) or not isinstance(found.get("Id"), str):
+            return None
+        names = [*(found.get("RepoTags") or []), *(found.get("RepoDigests") or [])]
+        return LocalImage(found["Id"].removeprefix("sha256:"), tuple(map(str, names)))
+
+    def tag(self, reference: str, name: str) -> None:
+        """Give the local image *reference* the name *name* (taken from any other image)."""
+        self._execute(["tag", reference, name], what="tag")
+
+    def remove_image(self, reference: str, *, force: bool = True) -> None:
+        """Remove *reference* from local storage (best effort). A name of an image that
+        has other names only loses that name. Without *force*, an image a container uses
+        stays."""
+        self._execute(["rmi", *(["--force"] if force else []), reference], what="rmi",
+                      check=False)  # fmt: skip
 
     # -- containers --------------------------------------------------------------------
     def run(

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import platformdirs
-
 from mpkit.credentials import Credential, resolve_credential
 from mpkit.credentials.ecr import ecr_credential
 from mpkit.errors import InvalidReferenceError
@@ -14,6 +9,7 @@ from mpkit.reference import Repository
 from mpkit.registry.client import RegistryClient
 from mpkit.registry.locations import BlobLocations
 from mpkit.registry.transport import ClientOptions, CredentialProvider, Transport
+from mpkit.statedir import state_dir
 
 
 def open_client(
@@ -36,12 +32,6 @@ def open_client(
     else:
         provider = lambda: _stored_or_ecr(registry)  # noqa: E731
     return RegistryClient(Transport(registry, credentials=provider, options=options))
-
-
-def state_dir() -> Path:
-    """mpkit's own state (blob locations); MPKIT_STATE_DIR overrides for tests."""
-    env = os.environ.get("MPKIT_STATE_DIR")
-    return Path(env) if env else Path(platformdirs.user_state_dir("mpkit"))
 
 
 def blob_locations() -> BlobLocations:

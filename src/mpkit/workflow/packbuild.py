@@ -17,7 +17,7 @@ from typing import Any
 from mpkit.cache.root import CacheRoot
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
-from mpkit.describe import describe_for_build, own_describe
+from mpkit.describe import DescribeResults, describe_for_build, own_describe
 from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
@@ -168,7 +168,8 @@ def _build_pack_flow(
             engine=EngineChoice.AUTO if options.engine is EngineChoice.NONE else options.engine,
             pushed_reference=str(pushed.reference),
             insecure_registries=options.client_options.insecure_registries,
-            cache_dir=CacheRoot.default().path, log=_both(reporter),
+            cache_dir=CacheRoot.default().path,
+            results=DescribeResults.under(CacheRoot.default().path), log=_both(reporter),
         )  # fmt: skip
         project = described.project  # manifest.txt may have been fixed on request
         pack = build_pack(
