@@ -18,6 +18,7 @@ from mpkit.server import (
     ServerConfig,
     ensure_running,
     parse_addr,
+    serve_argv,
     status,
     stop,
 )
@@ -205,3 +206,17 @@ def test_network_listening_needs_auth_or_an_explicit_opt_in(tmp_path: Path) -> N
     ServerConfig(root=tmp_path, host="0.0.0.0", insecure_open=True).validate()
     ServerConfig(root=tmp_path, host="::1").validate()
     ServerConfig(root=tmp_path, host="localhost").validate()
+
+
+def test_a_detached_server_keeps_every_limit(tmp_path: Path) -> None:
+    """``--detach`` re-runs the server in the background: no setting may be lost."""
+    config = ServerConfig(
+        root=tmp_path, max_connections=7, header_timeout=3.5, idle_timeout=4.5,
+        body_timeout=5.5, min_body_rate=6.5, upload_ttl=8.0,
+    )  # fmt: skip
+    argv = serve_argv(config)
+    for flag, value in (
+        ("--max-connections", "7"), ("--header-timeout", "3.5"), ("--idle-timeout", "4.5"),
+        ("--body-timeout", "5.5"), ("--min-body-rate", "6.5"), ("--upload-ttl", "8.0"),
+    ):  # fmt: skip
+        assert argv[argv.index(flag) + 1] == value

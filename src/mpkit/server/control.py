@@ -129,6 +129,11 @@ def serve_argv(config: ServerConfig) -> list[str]:
         str(config.root),
         "--upload-ttl",
         repr(config.upload_ttl),
+        *("--max-connections", str(config.max_connections)),
+        *("--header-timeout", repr(config.header_timeout)),
+        *("--idle-timeout", repr(config.idle_timeout)),
+        *("--body-timeout", repr(config.body_timeout)),
+        *("--min-body-rate", repr(config.min_body_rate)),
     ]
     if config.htpasswd is not None:
         argv += ["--htpasswd", str(config.htpasswd)]
