@@ -56,6 +56,7 @@ def filled(root: Path) -> CacheRoot:
         cache.write_bytes(cache.fsindex / f"{digest.partition(':')[2]}.json", b"{}")
     cache.write_bytes(cache.fsindex / "merged-abc.view", b"view")
     cache.write_bytes(cache.base_checks / "abc.json", b"{}")
+    cache.write_bytes(cache.path / "describe" / "definition.json", b"{}")
     (cache.pydeps / ("e" * 64)).mkdir(parents=True)
     (cache.pydeps / ("e" * 64) / "complete").write_text("key")
     (cache.uv).mkdir()

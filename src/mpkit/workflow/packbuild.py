@@ -109,17 +109,25 @@ def build_pack_flow(
     options: PackBuildOptions, *, prompter: Prompter, reporter: Reporter
 ) -> PackBuildOutcome:
     """Build the project into its pack, one build of a project at a time."""
+    started = time.monotonic()
+    project = load_project(options.project)
+    # Fail fast, before anything is written: every file the pack will hold is readable
+    # and within the link policy.
+    pack_files(project, allow_external_links=options.allow_external_links)
     with project_build_lock(options.project, waiting=reporter.warn):
-        return _build_pack_flow(options, prompter=prompter, reporter=reporter)
+        return _build_pack_flow(
+            project, options, started=started, prompter=prompter, reporter=reporter
+        )
 
 
 def _build_pack_flow(
-    options: PackBuildOptions, *, prompter: Prompter, reporter: Reporter
+    project: Project,
+    options: PackBuildOptions,
+    *,
+    started: float,
+    prompter: Prompter,
+    reporter: Reporter,
 ) -> PackBuildOutcome:
-    started = time.monotonic()
-    project = load_project(options.project)
-    # Fail fast: every file the pack will hold is readable and within the link policy.
-    pack_files(project, allow_external_links=options.allow_external_links)
     ask = prompter if prompter.interactive else None
     own = own_describe(project, ask)  # fail fast: before the long build, not after the push
     if own is not None:
