@@ -147,6 +147,7 @@ def client_options(args: argparse.Namespace, settings: Settings | None = None) -
         retry=RetryPolicy(attempts=args.retries),
         concurrency=args.concurrency,
         endpoints=settings.endpoints,
+        remember_pings=True,
     )
 
 

@@ -1,5 +1,9 @@
 """OCI distribution client: transport (TLS, auth, retries), blobs, manifests, push, pull."""
 
+# First: every module below imports httpx, which must be imported lean (see _httpx).
+import mpkit.registry._httpx  # noqa: F401
+
+# isort: split
 from mpkit.registry.client import Manifest, RegistryClient
 from mpkit.registry.inspect import inspect_image
 from mpkit.registry.pull import PullResult, ResolvedImage, pull_image, resolve_image

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -21,6 +23,7 @@ from mpkit.errors import (
 from mpkit.image import mediatypes
 from mpkit.image.digest import sha256_digest
 from mpkit.image.types import Blob, Descriptor
+from mpkit.registry.parallel import run_all
 from mpkit.registry.progress import MOUNTED, UPLOADED, NoProgress, Progress
 from mpkit.registry.responses import error_detail, raise_for_status
 from mpkit.registry.stats import TransferStats
@@ -32,6 +35,11 @@ MONOLITHIC_DROPS = 2  # dropped whole-body uploads of one blob before it goes in
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # containerd and distribution use the same bound
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 NO_ENCODING = {"Accept-Encoding": "identity"}  # digests are over the stored bytes
+# An upload session opened ahead is used only this young: registries expire idle
+# sessions (distribution after days, others sooner), and a PUT into an expired one
+# costs a restart with backoff.
+OPEN_SESSION_MAX_AGE = 60.0
+CANCEL_WAIT = 5.0  # seconds close() waits for the cancellation of unused sessions
 
 
 def pull_scope(repository: str) -> str:
@@ -53,6 +61,16 @@ class Manifest:
         return Descriptor(media_type=self.media_type, digest=self.digest, size=len(self.data))
 
 
+@dataclass(frozen=True)
+class UploadSession:
+    """An upload session the registry opened (distribution-spec: POST …/blobs/uploads/)."""
+
+    repository: str
+    location: str
+    minimum: int | None  # OCI-Chunk-Min-Length
+    opened: float = field(default_factory=time.monotonic)
+
+
 class RestartUpload(Exception):
     """The upload session is unusable (dropped, expired, out of order): start a new one."""
 
@@ -67,12 +85,19 @@ class RegistryClient:
     def __init__(self, transport: Transport, *, stats: TransferStats | None = None) -> None:
         self.transport = transport
         self.stats = stats if stats is not None else TransferStats()
+        self._sessions: list[UploadSession] = []  # opened ahead, not yet used
+        self._sessions_lock = threading.Lock()
+        self._cancelling: list[threading.Thread] = []
 
     @property
     def registry(self) -> str:
         return self.transport.registry
 
     def close(self) -> None:
+        """Cancel the upload sessions no upload used, then close the connections."""
+        self.release_uploads()
+        for thread in self._cancelling:
+            thread.join(CANCEL_WAIT)
         self.transport.close()
 
     def __enter__(self) -> RegistryClient:
@@ -171,8 +196,70 @@ class RegistryClient:
         raise self._fail(response, repository=repository, action="mount",
                          what=f"blob {digest}", expected="201 or 202")  # fmt: skip
 
+    def open_uploads(self, repository: str, count: int = 1) -> None:
+        """Open *count* upload sessions in *repository* now, in parallel, for the next
+        uploads there to use (:meth:`start_upload`).
+
+        Proves push access, as ``docker push`` learns it from its first upload, and takes
+        the POST off the path of the uploads that follow. Sessions still unused are
+        cancelled by :meth:`release_uploads` or :meth:`close`.
+        """
+        opened = self._post_uploads(repository, count)
+        with self._sessions_lock:
+            self._sessions.extend(opened)
+
     def start_upload(self, repository: str) -> tuple[str, int | None]:
-        """POST a new upload session; returns (location, OCI-Chunk-Min-Length)."""
+        """A new upload session: one opened ahead by :meth:`open_uploads` if a young one
+        is left, else POST one now; returns (location, OCI-Chunk-Min-Length)."""
+        session = self._take_session(repository)
+        if session is None:
+            [session] = self._post_uploads(repository, 1)
+        return session.location, session.minimum
+
+    def release_uploads(self) -> None:
+        """Cancel, in the background, the sessions opened ahead that no upload took."""
+        with self._sessions_lock:
+            unused, self._sessions = self._sessions, []
+        self._cancel_in_background(unused)
+
+    def _take_session(self, repository: str) -> UploadSession | None:
+        with self._sessions_lock:
+            now = time.monotonic()
+            stale = [s for s in self._sessions if now - s.opened > OPEN_SESSION_MAX_AGE]
+            self._sessions = [s for s in self._sessions if s not in stale]
+            found = next((s for s in self._sessions if s.repository == repository), None)
+            if found is not None:
+                self._sessions.remove(found)
+        self._cancel_in_background(stale)
+        return found
+
+    def _cancel_in_background(self, sessions: list[UploadSession]) -> None:
+        for session in sessions:
+            thread = threading.Thread(
+                target=self.cancel_upload, args=(session.location, session.repository),
+                name="mpkit-cancel-upload", daemon=True,
+            )  # fmt: skip
+            thread.start()
+            self._cancelling.append(thread)
+
+    def _post_uploads(self, repository: str, count: int) -> list[UploadSession]:
+        if count == 1:
+            return [self._post_upload(repository)]
+        opened: list[UploadSession] = []
+
+        def post(_: int) -> None:
+            session = self._post_upload(repository)
+            with self._sessions_lock:
+                opened.append(session)
+
+        try:
+            run_all(self.transport, post, range(count), name="open-upload")
+        except BaseException:
+            self._cancel_in_background(opened)
+            raise
+        return opened
+
+    def _post_upload(self, repository: str) -> UploadSession:
         response = self._request(
             "POST", f"/v2/{repository}/blobs/uploads/", repository=repository, push=True
         )
@@ -180,13 +267,15 @@ class RegistryClient:
             raise self._fail(response, repository=repository, action="push",
                              what="a blob upload", expected="202")  # fmt: skip
         minimum = response.headers.get("oci-chunk-min-length", "")
-        return self._location(response, repository=repository), (
-            int(minimum) if minimum.isdigit() else None
+        return UploadSession(
+            repository,
+            self._location(response, repository=repository),
+            int(minimum) if minimum.isdigit() else None,
         )
 
     def cancel_upload(self, location: str, repository: str) -> None:
         """distribution-spec: DELETE <location> ends a session; best effort."""
-        with contextlib.suppress(RegistryError, httpx.HTTPError):
+        with contextlib.suppress(RegistryError, httpx.HTTPError, TransferAborted):
             self.transport.request(
                 "DELETE", location, scopes=[push_scope(repository)], action="push",
                 repository=repository, retry=False,

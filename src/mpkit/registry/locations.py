@@ -61,6 +61,18 @@ class BlobLocations:
             pass  # a cache: without it, blobs are checked and uploaded
         return found
 
+    def knows_repository(self, registry: str, repository: str) -> bool:
+        """Whether an earlier push or pull recorded any blob in *repository*."""
+        try:
+            with contextlib.closing(self._connect()) as conn:
+                row = conn.execute(
+                    "SELECT 1 FROM blob_locations WHERE registry=? AND repository=? LIMIT 1",
+                    (registry, repository),
+                ).fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None
+
     def forget(self, registry: str, repository: str, digest: str) -> None:
         try:
             with self._connect() as conn:

@@ -56,6 +56,7 @@ def push_image(
     checked = [b for b in blobs if not pusher.recorded_here(b)]
     pusher.skip(trusted)
     pusher.send(checked)
+    client.release_uploads()  # sessions opened ahead that no blob needed, during the PUT
     reference = target.tag or target.digest or "latest"
     recorder = pusher.record_in_background(checked)  # they are in the repository now
     try:

@@ -1,7 +1,8 @@
 """HTTP access to one registry's /v2/ API, composed in layers like go-containerregistry's
 transport package:
 
-- :mod:`mpkit.registry.ping`: the first request picks the scheme and learns the challenge;
+- :mod:`mpkit.registry.ping`: the first request picks the scheme and learns the challenge
+  (:mod:`mpkit.registry.pingmemory` remembers it for a few minutes);
 - :mod:`mpkit.registry.authflow`: an ``httpx.Auth`` answering Basic and Bearer challenges,
   only for the registry's own origin;
 - :mod:`mpkit.registry.retrying`: every request retried on transient failures;
@@ -21,11 +22,17 @@ import httpx
 
 from mpkit import __version__
 from mpkit.credentials import Credential
-from mpkit.errors import AuthenticationError, RegistryError
+from mpkit.errors import (
+    AuthenticationError,
+    RegistryError,
+    RetriesExhaustedError,
+    TLSVerificationError,
+)
 from mpkit.reference import api_host, is_loopback_host
 from mpkit.registry.auth import Challenge
 from mpkit.registry.authflow import Authenticator, CredentialProvider, RegistryAuth
 from mpkit.registry.ping import Ping, ping, place, probe_order
+from mpkit.registry.pingmemory import PingMemory, ping_memory
 from mpkit.registry.retry import RetryPolicy
 from mpkit.registry.retrying import Retrying, TransferAborted
 from mpkit.registry.stats import TransferStats
@@ -33,6 +40,9 @@ from mpkit.registry.tls import build_ssl_context, certs_d_dirs, host_cert_dirs
 
 # A request body: bytes, or a function that opens the body afresh for each send.
 Body = Union[bytes, Callable[[], Iterator[bytes]], None]  # noqa: UP007 - runtime alias on 3.10
+# Answers that a remembered ping may explain: a TLS port asked in plain HTTP (400), or a
+# registry whose authentication changed (401).
+STALE_PING_STATUS = frozenset({400, 401})
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ class ClientOptions:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 4
+    # Use and keep pings in mpkit's state directory (pingmemory): what commands do.
+    remember_pings: bool = False
     connect_timeout: float = 15.0
     read_timeout: float = 300.0
     user_agent: str = f"mpkit/{__version__}"
@@ -83,6 +95,8 @@ class Transport:
         self._lock = threading.Lock()
         self._ping: Ping | None = None
         self._ping_error: RegistryError | None = None
+        self._memory: PingMemory | None = ping_memory() if self.options.remember_pings else None
+        self._ping_confirmed = True  # False while a remembered ping has had no answer
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
@@ -97,6 +111,11 @@ class Transport:
     @property
     def http(self) -> httpx.Client:
         return self.retrying.client
+
+    @property
+    def connections(self) -> int:
+        """How many connections to the registry may be open at once."""
+        return pool_size(self.options)
 
     def _connect(self) -> httpx.Client:
         context, _ = build_ssl_context(
@@ -134,29 +153,54 @@ class Transport:
         return self.ping().challenge
 
     def ping(self) -> Ping:
-        """The first request (GET /v2/): scheme and challenge.
+        """The first request (GET /v2/): scheme and challenge, or a remembered answer.
 
-        The outcome, success or failure, is remembered: parallel transfers must not
-        each rediscover that a registry is unreachable.
+        The outcome, success or failure, is kept: parallel transfers must not each
+        rediscover that a registry is unreachable.
         """
         with self._lock:
             if self._ping is not None:
                 return self._ping
             if self._ping_error is not None:
                 raise self._ping_error
-            try:
-                self._ping = ping(
-                    self.retrying,
-                    endpoint=self.endpoint,
-                    schemes=probe_order(
-                        plain_http_allowed=self.plain_http_allowed,
-                        plain_http_first=self._plain_http_first(),
-                    ),
-                )
-            except RegistryError as exc:
-                self._ping_error = exc
-                raise
-            return self._ping
+            if self._memory is not None:
+                recalled = self._memory.recall(self.endpoint, self._schemes())
+                if recalled is not None:
+                    self._ping, self._ping_confirmed = recalled.ping, recalled.live
+                    return recalled.ping
+            return self._live_ping()
+
+    def _live_ping(self) -> Ping:
+        """Ask the registry now (the caller holds the lock)."""
+        try:
+            found = ping(self.retrying, endpoint=self.endpoint, schemes=self._schemes())
+        except RegistryError as exc:
+            self._ping, self._ping_error = None, exc
+            raise
+        self._ping, self._ping_confirmed = found, True
+        if self._memory is not None:
+            self._memory.remember(self.endpoint, found)
+        return found
+
+    def _unconfirmed_ping(self) -> Ping | None:
+        """The remembered ping in use, until an answer has confirmed it."""
+        return None if self._ping_confirmed else self._ping
+
+    def _ping_changed(self, stale: Ping) -> bool:
+        """Whether a live ping (made once, by whoever asks first) differs from *stale*."""
+        with self._lock:
+            if self._ping_error is not None:
+                raise self._ping_error
+            if self._ping is stale:
+                if self._memory is not None:
+                    self._memory.forget(self.endpoint)
+                self._live_ping()
+            return self._ping != stale
+
+    def _schemes(self) -> list[str]:
+        return probe_order(
+            plain_http_allowed=self.plain_http_allowed, plain_http_first=self._plain_http_first()
+        )
 
     def _plain_http_first(self) -> bool:
         """A loopback registry with no TLS settings of its own is plain HTTP."""
@@ -170,6 +214,10 @@ class Transport:
 
         Returns the auth scheme the registry uses ("bearer", "basic" or "none").
         """
+        self.ping()
+        stale = self._unconfirmed_ping()
+        if stale is not None:  # a login proves what the registry says now
+            self._ping_changed(stale)
         challenge = self.challenge
         if challenge is None:
             return "none"
@@ -211,20 +259,41 @@ class Transport:
         the same): an upload Location on another host gets none. *retry* False sends
         once and returns even a transient answer (for uploads, which start over).
         """
-        url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
-        if params:
-            url = str(httpx.URL(url).copy_merge_params(params))
-        url, own_origin = place(url, self.base_url)
-        request = self.http.build_request(method, url, headers=headers, content=_content(body))
-        auth = (
-            RegistryAuth(self.auth, scopes, action=action, repository=repository)
-            if own_origin
-            else None
-        )
-        return self.retrying.send(
-            request, auth=auth, stream=stream, attempts=None if retry else 1, stats=stats,
-            return_transient=not retry,
-        )  # fmt: skip
+
+        def send() -> httpx.Response:
+            url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+            if params:
+                url = str(httpx.URL(url).copy_merge_params(params))
+            url, own_origin = place(url, self.base_url)
+            request = self.http.build_request(method, url, headers=headers,
+                                              content=_content(body))  # fmt: skip
+            auth = (
+                RegistryAuth(self.auth, scopes, action=action, repository=repository)
+                if own_origin
+                else None
+            )
+            return self.retrying.send(
+                request, auth=auth, stream=stream, attempts=None if retry else 1, stats=stats,
+                return_transient=not retry,
+            )  # fmt: skip
+
+        self.ping()
+        stale = self._unconfirmed_ping()
+        if stale is None:
+            return send()
+        try:
+            response = send()
+        except (RetriesExhaustedError, TLSVerificationError):
+            raise  # the registry answered on this scheme, or its certificate is the problem
+        except RegistryError:
+            if not self._ping_changed(stale):
+                raise  # the registry says the same now: the error stands
+            return send()
+        if response.status_code in STALE_PING_STATUS and self._ping_changed(stale):
+            response.close()
+            return send()
+        self._ping_confirmed = True
+        return response
 
 
 class _Replayable:
@@ -241,10 +310,15 @@ def _content(body: Body) -> bytes | _Replayable | None:
     return _Replayable(body) if callable(body) else body
 
 
+def pool_size(options: ClientOptions) -> int:
+    """Connections per registry: the transfers, plus as many for their auth and checks."""
+    return options.concurrency * 2 + 2
+
+
 def _make_client(
     context: ssl.SSLContext, options: ClientOptions, *, loopback: bool
 ) -> httpx.Client:
-    pool = options.concurrency * 2 + 2
+    pool = pool_size(options)
     return httpx.Client(
         verify=context,
         timeout=httpx.Timeout(options.read_timeout, connect=options.connect_timeout),

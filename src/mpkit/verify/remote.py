@@ -1,16 +1,22 @@
 """The registry half of `mpkit verify`: pull the pack's image the way a cloud proxy does,
-minus the layer downloads (SPEC §7).
+minus the layer downloads.
 
 HEAD the manifest by digest (no Docker Hub pull is counted; its RateLimit headers are
-read here), GET it and hash the bytes, descend from an index to linux/amd64, HEAD the
-config and every layer, and read the config for its platform.
+read here), GET it and hash the bytes, descend from an index to linux/amd64, then in
+parallel HEAD every layer and GET the config, whose platform is checked.
+
+Right after a push (:func:`check_remote` with *pushed*), the manifest and config are
+known here and the registry has confirmed the manifest's digest, so what is left to
+prove is what a cloud proxy finds: one round of parallel HEAD requests, for the manifest
+and every blob.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from mpkit.errors import (
     AccessDeniedError,
@@ -27,11 +33,13 @@ from mpkit.errors import (
 from mpkit.image import mediatypes
 from mpkit.image.digest import compute_digest, digest_algorithm
 from mpkit.image.select import DEFAULT_PLATFORM, match_score, select_platform
-from mpkit.image.types import Descriptor, Platform
+from mpkit.image.types import Descriptor, Image, Platform
 from mpkit.reference import Reference
 from mpkit.registry import RegistryClient
 from mpkit.verify import report as r
 from mpkit.verify.report import BlobCheck, Problem, RateLimit, VerifyReport
+
+F = TypeVar("F")
 
 
 class _Stop(Exception):
@@ -39,14 +47,24 @@ class _Stop(Exception):
 
 
 def check_remote(
-    client: RegistryClient, ref: Reference, report: VerifyReport, *, pack_hint: str
+    client: RegistryClient,
+    ref: Reference,
+    report: VerifyReport,
+    *,
+    pack_hint: str,
+    pushed: Image | None = None,
 ) -> None:
     """Run every registry check for *ref* (pinned by digest), recording into *report*.
 
     *pack_hint* names the pack in fix-it hints (e.g. ``mpkit preload build/x.pak``).
+    *pushed* is the image this process just pushed, whose digest the registry confirmed:
+    when *ref* names it, its manifest and config are not downloaded again.
     """
     try:
-        _check(client, ref, report)
+        if pushed is not None and pushed.digest == ref.digest:
+            _check_pushed(client, ref, pushed, report)
+        else:
+            _check(client, ref, report)
     except _Stop:
         pass
     except MpkitError as exc:
@@ -132,27 +150,72 @@ def _check(client: RegistryClient, ref: Reference, report: VerifyReport) -> None
         Descriptor.from_dict(d, where=f"manifest layer {i}")
         for i, d in enumerate(parsed.get("layers") or [])
     ]
-    _check_blobs(client, ref, config, layers, report)
+    config_data, sizes = _with_blob_heads(
+        client, ref, lambda: _read_config(client, ref, config), layers
+    )
+    config_size = None if config_data is None else len(config_data)
+    _report_blobs(ref, [config, *layers], [config_size, *sizes], report)
     report.total_size = manifest_size + config.size + sum(d.size for d in layers)
-    if any(not blob.present for blob in report.blobs if blob.role == "config"):
-        return
-    _check_config_platform(client, ref, config, report)
+    if config_data is not None:
+        _check_platform(ref, config, config_data, report)
 
 
-def _check_blobs(
-    client: RegistryClient,
-    ref: Reference,
-    config: Descriptor,
-    layers: list[Descriptor],
-    report: VerifyReport,
-) -> None:
-    roles = [("config", config)]
-    roles += [(f"layer {i + 1} of {len(layers)}", d) for i, d in enumerate(layers)]
-    workers = max(1, min(client.transport.options.concurrency, len(roles)))
-    client.transport.ping()
+def _check_pushed(client: RegistryClient, ref: Reference, image: Image, report: VerifyReport
+                  ) -> None:  # fmt: skip
+    """The checks for the image just pushed: HEAD its manifest and every blob at once."""
+    digest = image.digest
+    where = f"{ref.registry}/{ref.path}"
+    blobs = [image.config.descriptor, *(layer.descriptor for layer in image.layers)]
+    head, sizes = _with_blob_heads(
+        client, ref, lambda: client.head_manifest(ref.path, digest), blobs
+    )
+    if head is None:
+        report.add(_digest_not_found(ref))
+        raise _Stop()
+    descriptor, headers = head
+    report.rate_limit = RateLimit.from_headers(headers)
+    served = descriptor.size
+    if (descriptor.digest and descriptor.digest != digest) or (
+        served and served != len(image.manifest_bytes)
+    ):
+        report.add(Problem(
+            r.DIGEST_MISMATCH,
+            f"{where} answers HEAD {digest} with Docker-Content-Digest "
+            f"{descriptor.digest or '(none)'} and {served} bytes, not the "
+            f"{len(image.manifest_bytes)} bytes this build pushed",
+            hint="the registry serves different content under this digest; push the image "
+            "again and rebuild the pack", digest=digest,
+        ))  # fmt: skip
+        raise _Stop()
+    report.passed("manifest found (HEAD)")
+    report.passed("manifest digest verified (the bytes this build pushed)")
+    report.manifest_media_type = image.media_type
+    report.image_digest = digest
+    _report_blobs(ref, blobs, sizes, report)
+    report.total_size = len(image.manifest_bytes) + sum(d.size for d in blobs)
+    _check_platform(ref, blobs[0], image.config_bytes, report)
+
+
+def _with_blob_heads(
+    client: RegistryClient, ref: Reference, first: Callable[[], F], blobs: Sequence[Descriptor]
+) -> tuple[F, list[int | None]]:
+    """*first*'s result and each blob's size in the registry (HEAD; None: missing), all
+    asked at once (a connection each, up to the client's pool); *first*'s error wins."""
+    client.transport.ping()  # once, before the threads
+    workers = max(1, min(client.transport.connections, 1 + len(blobs)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mpkit-verify") as pool:
-        sizes = list(pool.map(lambda item: _head(client, ref, item[1]), roles))
-    for (role, desc), size in zip(roles, sizes, strict=True):
+        head = pool.submit(first)
+        sizes = [pool.submit(_head, client, ref, desc) for desc in blobs]
+    return head.result(), [size.result() for size in sizes]
+
+
+def _report_blobs(
+    ref: Reference, blobs: list[Descriptor], sizes: list[int | None], report: VerifyReport
+) -> None:
+    """Record the config (first) and layer blobs found with *sizes* (None: missing)."""
+    layers = len(blobs) - 1
+    roles = ["config", *(f"layer {i + 1} of {layers}" for i in range(layers))]
+    for role, desc, size in zip(roles, blobs, sizes, strict=True):
         check = BlobCheck(role, desc.digest, desc.size, desc.media_type, size is not None, size)
         report.blobs.append(check)
         where = f"{ref.registry}/{ref.path}"
@@ -173,7 +236,7 @@ def _check_blobs(
                 digest=desc.digest,
             ))  # fmt: skip
     if all(blob.present for blob in report.blobs):
-        report.passed(f"config and {len(layers)} layer blob(s) present (HEAD)")
+        report.passed(f"config and {layers} layer blob(s) present (HEAD)")
 
 
 def _head(client: RegistryClient, ref: Reference, desc: Descriptor) -> int | None:
@@ -182,10 +245,15 @@ def _head(client: RegistryClient, ref: Reference, desc: Descriptor) -> int | Non
     return client.blob_size(ref.path, desc.digest)
 
 
-def _check_config_platform(
-    client: RegistryClient, ref: Reference, config: Descriptor, report: VerifyReport
-) -> None:
-    data = client.read_blob(ref.path, config)
+def _read_config(client: RegistryClient, ref: Reference, config: Descriptor) -> bytes | None:
+    """The config blob (digest verified), or None when the registry lacks it."""
+    try:
+        return client.read_blob(ref.path, config)
+    except NotFoundError:
+        return None
+
+
+def _check_platform(ref: Reference, config: Descriptor, data: bytes, report: VerifyReport) -> None:
     parsed = _parse(data, f"config {config.digest}")
     os_name, arch = parsed.get("os"), parsed.get("architecture")
     if not isinstance(os_name, str) or not isinstance(arch, str):

@@ -1,4 +1,4 @@
-"""`verify_pack`: would a cloud proxy install this pack? (SPEC §7, issue #5 item 1)"""
+"""`verify_pack`: would a cloud proxy install this pack?"""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from mpkit.credentials import Credential
+from mpkit.image.types import Image
 from mpkit.pack import PackError
 from mpkit.registry import ClientOptions, open_client
 from mpkit.verify import report as r
@@ -27,6 +28,7 @@ def verify_pack(
     with_credentials: bool = False,
     credential: Credential | None = None,
     default_registry: str | None = None,
+    pushed: Image | None = None,
 ) -> VerifyReport:
     """Check *path* as a cloud proxy would; never raises for what it finds (see ``.problems``).
 
@@ -34,7 +36,9 @@ def verify_pack(
     user has stored. With it, the same checks run authenticated (*credential*, else the
     stored login), which tells a private image from a missing one; the report then also
     says whether anonymous pulls are allowed, and ``ok`` means "installs once preloaded".
-    *default_registry* stands in for a pack built with use_default_registry.
+    *default_registry* stands in for a pack built with use_default_registry. *pushed* is
+    the image the caller just pushed (its digest confirmed by the registry): if the pack
+    names it, its manifest and config are not downloaded again.
     """
     report = VerifyReport(pack=path, anonymous=not with_credentials)
     try:
@@ -80,7 +84,7 @@ def verify_pack(
         anonymous=not with_credentials,
         explicit=credential if with_credentials else None,
     ) as client:
-        check_remote(client, ref, report, pack_hint=pack_hint)
+        check_remote(client, ref, report, pack_hint=pack_hint, pushed=pushed)
     if with_credentials and report.ok:
         with open_client(ref.registry, options=options, anonymous=True) as anonymous:
             report.anonymous_pull = probe_anonymous(anonymous, ref)

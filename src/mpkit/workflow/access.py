@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from dataclasses import dataclass
 
 from mpkit.credentials import Credential, store_credential
@@ -21,10 +22,8 @@ from mpkit.interaction import Prompter, Reporter
 from mpkit.project.model import GlobalConfig, Project
 from mpkit.project.registry import default_repository, pull_repository, push_repository
 from mpkit.reference import Repository, is_loopback_host, parse_repository, split_host_port
-from mpkit.registry import RegistryClient, open_client
+from mpkit.registry import RegistryClient, blob_locations, open_client
 from mpkit.registry.transport import ClientOptions
-from mpkit.server import ensure_running
-from mpkit.server.config import default_root
 
 REGISTRY_EXAMPLES = (
     "  Harbor:      harbor.example.com/my-project/my-adapter\n"
@@ -105,10 +104,124 @@ def _prompt_repository(
         return answer
 
 
-def check_push_access(client: RegistryClient, repository: str) -> None:
-    """Authenticate and prove push permission: open a blob upload and cancel it."""
-    location, _ = client.start_upload(repository)
-    client.cancel_upload(location, repository)
+# A rebuild uploads at least the image config and one layer: opened ahead, neither upload
+# waits for a POST.
+SESSIONS_AHEAD = 2
+
+
+def check_push_access(client: RegistryClient, repository: str, sessions: int = 1) -> None:
+    """Authenticate and prove push permission by opening *sessions* blob uploads, which
+    the push then uses (the client cancels the ones it does not need)."""
+    client.open_uploads(repository, sessions)
+
+
+class PushAccess:
+    """A client proven able to push to a repository: :meth:`client` hands it out.
+
+    The proof (authenticate, open upload sessions) comes before the build when this
+    repository is new to mpkit's records: a first build is long, and a missing login
+    should fail it at once (or be asked for, on a terminal). When an earlier push went
+    there, the build is most likely a quick rebuild whose time the proof would only add
+    to: the proof then runs while the build does, and :meth:`client` waits for it.
+    """
+
+    def __init__(
+        self, target: Repository, *, options: ClientOptions, explicit: Credential | None,
+        prompter: Prompter, reporter: Reporter,
+    ) -> None:  # fmt: skip
+        self.target = target
+        self.options = options
+        self.explicit = explicit
+        self.prompter = prompter
+        self.reporter = reporter
+        self._client: RegistryClient | None = None  # handed out, or being proven
+        self._proven = False
+        self._checking: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def check_now(self) -> None:
+        client = self._open(self.explicit)
+        try:
+            check_push_access(client, self.target.path)
+        except RegistryError as exc:
+            client.close()
+            client = self._after_failure(exc)
+        self._client, self._proven = client, True
+
+    def check_in_background(self) -> None:
+        self._client = self._open(self.explicit)
+        self._checking = threading.Thread(target=self._check, args=(self._client,),
+                                          name="mpkit-push-access", daemon=True)  # fmt: skip
+        self._checking.start()
+
+    def _check(self, client: RegistryClient) -> None:
+        try:
+            check_push_access(client, self.target.path, SESSIONS_AHEAD)
+        except BaseException as exc:  # client() raises it in the caller's thread
+            self._failure = exc
+
+    def client(self) -> RegistryClient:
+        """The proven client: waits for a proof running in the background, and handles
+        its failure as a proof before the build would (a prompt for credentials on a
+        terminal, else the error)."""
+        if not self._proven:
+            assert self._checking is not None and self._client is not None
+            self._checking.join()
+            failure = self._failure
+            if failure is not None:
+                self._client.close()
+                self._client = None
+                if not isinstance(failure, RegistryError):
+                    raise failure
+                self._client = self._after_failure(failure)
+            self._proven = True
+        assert self._client is not None
+        return self._client
+
+    def close(self) -> None:
+        """Stop a proof still running (the build failed), then close the client."""
+        checking = self._checking
+        if checking is not None and checking.is_alive() and self._client is not None:
+            self._client.transport.abort.set()
+        if checking is not None:
+            checking.join()
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> PushAccess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self, credential: Credential | None) -> RegistryClient:
+        return open_client(self.target.registry, options=self.options, explicit=credential)
+
+    def _after_failure(self, exc: RegistryError) -> RegistryClient:
+        """Ask for credentials when a login was refused on a terminal; else raise."""
+        target = self.target
+        if not isinstance(exc, (AuthenticationError, AccessDeniedError)):
+            raise _explain(exc, target) from exc
+        if not self.prompter.interactive or self.explicit is not None:
+            raise _with_login_hint(exc, target) from None
+        self.reporter.info(f"{target.registry} needs credentials to push to {target.path}.")
+        while True:
+            username = self.prompter.ask(f"Username for {target.registry}").strip()
+            password = self.prompter.secret(f"Password or token for {username}@{target.registry}")
+            credential = Credential(username=username, password=password, source="prompt")
+            client = self._open(credential)
+            try:
+                check_push_access(client, target.path)
+            except AuthenticationError as retry:
+                client.close()
+                self.reporter.warn(retry.message)
+                continue
+            except RegistryError as error:
+                client.close()
+                raise _explain(error, target) from error
+            where = store_credential(target.registry, credential)
+            self.reporter.info(f"credentials for {target.registry} stored in {where}")
+            return client
 
 
 def connect_for_push(
@@ -118,42 +231,20 @@ def connect_for_push(
     explicit: Credential | None,
     prompter: Prompter,
     reporter: Reporter,
-) -> RegistryClient:
-    """A client proven able to push to *target*, asking for credentials on a TTY.
+) -> PushAccess:
+    """Access to push to *target*, proven now or while the build runs (see PushAccess).
 
     Credentials typed at the prompt are stored like `mpkit login` does, once they work.
-    A loopback target where nothing answers gets mpkit's built-in registry (issue #6).
+    A loopback target where nothing answers gets mpkit's built-in registry.
     """
     _start_local_registry(target, options, reporter)
-    client = open_client(target.registry, options=options, explicit=explicit)
-    try:
-        check_push_access(client, target.path)
-        return client
-    except (AuthenticationError, AccessDeniedError) as exc:
-        client.close()
-        if not prompter.interactive or explicit is not None:
-            raise _with_login_hint(exc, target) from None
-        reporter.info(f"{target.registry} needs credentials to push to {target.path}.")
-    except RegistryError as exc:
-        client.close()
-        raise _explain(exc, target) from exc
-    while True:
-        username = prompter.ask(f"Username for {target.registry}").strip()
-        password = prompter.secret(f"Password or token for {username}@{target.registry}")
-        credential = Credential(username=username, password=password, source="prompt")
-        client = open_client(target.registry, options=options, explicit=credential)
-        try:
-            check_push_access(client, target.path)
-        except AuthenticationError as exc:
-            client.close()
-            reporter.warn(exc.message)
-            continue
-        except RegistryError as exc:
-            client.close()
-            raise _explain(exc, target) from exc
-        where = store_credential(target.registry, credential)
-        reporter.info(f"credentials for {target.registry} stored in {where}")
-        return client
+    access = PushAccess(target, options=options, explicit=explicit, prompter=prompter,
+                        reporter=reporter)  # fmt: skip
+    if blob_locations().knows_repository(target.registry, target.path):
+        access.check_in_background()
+    else:
+        access.check_now()
+    return access
 
 
 def _with_login_hint(exc: RegistryError, target: Repository) -> RegistryError:
@@ -189,6 +280,10 @@ def _start_local_registry(target: Repository, options: ClientOptions, reporter: 
     host, port = split_host_port(endpoint)
     if _listening(host, port or 443):
         return
+    # Imported here: the built-in registry's modules cost every other build ~20 ms.
+    from mpkit.server import ensure_running
+    from mpkit.server.config import default_root
+
     root = default_root()
     handle = ensure_running(endpoint, root)
     if handle.started_now:

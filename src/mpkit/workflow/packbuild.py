@@ -20,6 +20,7 @@ from mpkit.credentials.ecr import check_ecr_repository
 from mpkit.describe import DescribeResults, describe_for_build, own_describe
 from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
+from mpkit.image.types import Image
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.interaction import Prompter, Reporter
 from mpkit.pack.layout import pack_files
@@ -144,11 +145,11 @@ def _build_pack_flow(
         log.info("pull repository %s (%s), push repository %s", targets.pull,
                  targets.pull_source, targets.push)  # fmt: skip
         check_ecr_repository(targets.push)
-        client = connect_for_push(
+        access = connect_for_push(
             targets.push, options=options.client_options, explicit=options.credential,
             prompter=prompter, reporter=reporter,
         )  # fmt: skip
-        with client:
+        with access:
             result = build_image(
                 BuildRequest(
                     project=project.root, cache_root=CacheRoot.default().path,
@@ -161,6 +162,7 @@ def _build_pack_flow(
             digest = result.image.digest
             tag = f"{project.manifest.version}_{digest.partition(':')[2][:TAG_DIGEST_CHARS]}"
             target = Reference(targets.push, tag, None)
+            client = access.client()  # proven before the build, or while it ran
             with reporter.progress("push") as progress:
                 pushed = push_image(client, result.image, target, locations=blob_locations(),
                                     progress=progress)  # fmt: skip
@@ -192,7 +194,7 @@ def _build_pack_flow(
         saved = _save_repository(project, targets)
         remember_project(options.global_config, project.root)  # as the SDK does
         log.info("pack %s, image %s@%s", pack, targets.pull, digest)
-        verification = _verify(pack, options, reporter) if options.verify else None
+        verification = _verify(pack, options, reporter, result.image) if options.verify else None
     return PackBuildOutcome(
         pack=pack, image=Reference(targets.pull, tag, digest), pushed_to=pushed.reference,
         digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
@@ -206,9 +208,11 @@ def _build_pack_flow(
     )  # fmt: skip
 
 
-def _verify(pack: Path, options: PackBuildOptions, reporter: Reporter) -> VerifyReport:
-    """Issue #5: a failed verify is a warning on the build, which itself succeeded."""
-    report = verify_pack(pack, options=options.client_options)
+def _verify(
+    pack: Path, options: PackBuildOptions, reporter: Reporter, pushed: Image
+) -> VerifyReport:
+    """A failed verify is a warning on the build, which itself succeeded."""
+    report = verify_pack(pack, options=options.client_options, pushed=pushed)
     log.info("%s", report.summary())
     if report.ok:
         reporter.info(report.summary())
