@@ -199,21 +199,23 @@ class RegistryAuth(httpx.Auth):
         *,
         action: str,
         repository: str | None,
+        rounds: int = AUTH_ROUNDS,
     ) -> None:
         self.authenticator = authenticator
         self.scopes = list(scopes)
         self.action = action
         self.repository = repository
+        self.rounds = rounds  # 1: send with what is at hand, never ask for another token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         auth = self.authenticator
-        for auth_round in range(1, AUTH_ROUNDS + 1):
+        for auth_round in range(1, self.rounds + 1):
             request.headers.pop("Authorization", None)
             request.headers.update(
                 auth.headers(self.scopes, action=self.action, repository=self.repository)
             )
             response = yield request
-            if response.status_code != 401 or auth_round == AUTH_ROUNDS:
+            if response.status_code != 401 or auth_round == self.rounds:
                 return
             challenge = preferred_challenge(
                 parse_challenges(response.headers.get_list("www-authenticate"))

@@ -274,11 +274,15 @@ class RegistryClient:
         )
 
     def cancel_upload(self, location: str, repository: str) -> None:
-        """distribution-spec: DELETE <location> ends a session; best effort."""
+        """distribution-spec: DELETE <location> ends a session; best effort, one request.
+
+        Registries with token auth may want a ``delete`` grant for it (distribution does),
+        which a push token lacks: such a session is left to the registry's expiry.
+        """
         with contextlib.suppress(RegistryError, httpx.HTTPError, TransferAborted):
             self.transport.request(
                 "DELETE", location, scopes=[push_scope(repository)], action="push",
-                repository=repository, retry=False,
+                repository=repository, retry=False, reauthenticate=False,
             )  # fmt: skip
 
     def upload_blob(

@@ -30,7 +30,12 @@ from mpkit.errors import (
 )
 from mpkit.reference import api_host, is_loopback_host
 from mpkit.registry.auth import Challenge
-from mpkit.registry.authflow import Authenticator, CredentialProvider, RegistryAuth
+from mpkit.registry.authflow import (
+    AUTH_ROUNDS,
+    Authenticator,
+    CredentialProvider,
+    RegistryAuth,
+)
 from mpkit.registry.ping import Ping, ping, place, probe_order
 from mpkit.registry.pingmemory import PingMemory, ping_memory
 from mpkit.registry.retry import RetryPolicy
@@ -251,6 +256,7 @@ class Transport:
         stream: bool = False,
         retry: bool = True,
         stats: TransferStats | None = None,
+        reauthenticate: bool = True,
     ) -> httpx.Response:
         """Send one API request with auth and retries; the caller checks the status.
 
@@ -258,6 +264,7 @@ class Transport:
         Credentials go only to the registry's own origin (go-containerregistry does
         the same): an upload Location on another host gets none. *retry* False sends
         once and returns even a transient answer (for uploads, which start over).
+        *reauthenticate* False answers a 401 with no other token (best-effort requests).
         """
 
         def send() -> httpx.Response:
@@ -267,8 +274,9 @@ class Transport:
             url, own_origin = place(url, self.base_url)
             request = self.http.build_request(method, url, headers=headers,
                                               content=_content(body))  # fmt: skip
+            rounds = AUTH_ROUNDS if reauthenticate else 1
             auth = (
-                RegistryAuth(self.auth, scopes, action=action, repository=repository)
+                RegistryAuth(self.auth, scopes, action=action, repository=repository, rounds=rounds)
                 if own_origin
                 else None
             )
