@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -69,7 +68,7 @@ from tests.e2e.sdkproject import (
     sdk_mirror,
     write_sdk_project,
 )
-from tests.fixtures.faultproxy import FaultProxy, SeenRequest, in_sequence
+from tests.fixtures.faultproxy import FaultProxy, SeenRequest, described, in_sequence
 from tests.fixtures.registry import RegistryServer
 from tests.imagebuild.projects import DEFAULT_REQUIREMENTS
 
@@ -92,15 +91,6 @@ class Run:
     @property
     def in_sequence(self) -> int:
         return len(in_sequence(self.requests))
-
-
-def described(request: SeenRequest) -> str:
-    """``METHOD path`` with digests, session ids and tags replaced by their kind."""
-    path = request.target.partition("?")[0]
-    path = re.sub(r"sha256:[0-9a-f]{64}", "DIGEST", path)
-    path = re.sub(r"/uploads/[^/]+$", "/uploads/ID", path)
-    path = re.sub(r"/manifests/(?!DIGEST)[^/]+$", "/manifests/TAG", path)
-    return f"{request.method} {path}"
 
 
 class Target:

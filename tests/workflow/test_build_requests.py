@@ -10,8 +10,6 @@ first build and the base layers from the records, so nothing else is asked.
 
 from __future__ import annotations
 
-import re
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from tests.e2e.sdkproject import (
     write_sdk_project,
 )
 from tests.fixtures.baseimage import SdkBase
-from tests.fixtures.faultproxy import FaultProxy, SeenRequest, in_sequence
+from tests.fixtures.faultproxy import FaultProxy, described, in_sequence
 from tests.fixtures.registry import RegistryServer
 
 MakeFaultProxy = Callable[..., FaultProxy]
@@ -34,18 +32,6 @@ REPOSITORY = "public/requests"  # anonymous pulls allowed under public/
 LATENCY = 0.15
 IN_SEQUENCE_BUDGET = 8
 BUILD_TIMEOUT = 300.0
-
-
-def described(request: SeenRequest) -> str:
-    """``METHOD what``, with digests, session ids and tags left out."""
-    path, _, query = request.target.partition("?")
-    path = re.sub(r"sha256:[0-9a-f]{64}", "DIGEST", path)
-    path = re.sub(r"/uploads/[^/]+$", "/uploads/ID", path)
-    path = re.sub(r"/manifests/[^/D]+$", "/manifests/TAG", path)
-    if not path.startswith("/v2/"):
-        scope = re.search(r"scope=([^&]+)", query)
-        path = f"token {urllib.parse.unquote(scope.group(1)) if scope else ''}"
-    return f"{request.method} {path}"
 
 
 def test_an_app_only_build_asks_the_registry_only_what_it_must(

@@ -95,12 +95,7 @@ def _check(client: RegistryClient, ref: Reference, report: VerifyReport) -> None
     descriptor, headers = head
     report.rate_limit = RateLimit.from_headers(headers)
     if descriptor.digest and descriptor.digest != digest:
-        report.add(Problem(
-            r.DIGEST_MISMATCH,
-            f"{where} answers HEAD {digest} with Docker-Content-Digest {descriptor.digest}",
-            hint="the registry serves different content under this digest; push the image "
-            "again and rebuild the pack", digest=digest,
-        ))  # fmt: skip
+        report.add(_served_other(where, digest, f"Docker-Content-Digest {descriptor.digest}"))
         raise _Stop()
     report.passed("manifest found (HEAD)")
 
@@ -178,13 +173,9 @@ def _check_pushed(client: RegistryClient, ref: Reference, image: Image, report: 
     if (descriptor.digest and descriptor.digest != digest) or (
         served and served != len(image.manifest_bytes)
     ):
-        report.add(Problem(
-            r.DIGEST_MISMATCH,
-            f"{where} answers HEAD {digest} with Docker-Content-Digest "
-            f"{descriptor.digest or '(none)'} and {served} bytes, not the "
-            f"{len(image.manifest_bytes)} bytes this build pushed",
-            hint="the registry serves different content under this digest; push the image "
-            "again and rebuild the pack", digest=digest,
+        report.add(_served_other(
+            where, digest, f"Docker-Content-Digest {descriptor.digest or '(none)'} and "
+            f"{served} bytes, not the {len(image.manifest_bytes)} bytes this build pushed",
         ))  # fmt: skip
         raise _Stop()
     report.passed("manifest found (HEAD)")
@@ -286,6 +277,16 @@ def _digest_not_found(ref: Reference) -> Problem:
         hint="the image was deleted, pushed elsewhere, or the pack's DIGEST was changed; push "
         "the image again and rebuild the pack (mpkit build)",
         digest=ref.digest,
+    )
+
+
+def _served_other(where: str, digest: str, answer: str) -> Problem:
+    return Problem(
+        r.DIGEST_MISMATCH,
+        f"{where} answers HEAD {digest} with {answer}",
+        hint="the registry serves different content under this digest; push the image "
+        "again and rebuild the pack",
+        digest=digest,
     )
 
 
