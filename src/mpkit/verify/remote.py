@@ -5,7 +5,7 @@ HEAD the manifest by digest (no Docker Hub pull is counted; its RateLimit header
 read here), GET it and hash the bytes, descend from an index to linux/amd64, then in
 parallel HEAD every layer and GET the config, whose platform is checked.
 
-Right after a push (:func:`check_remote` with *pushed*), the manifest and config are
+Right after a push (:func:`run_checks` with *pushed*), the manifest and config are
 known here and the registry has confirmed the manifest's digest, so what is left to
 prove is what a cloud proxy finds: one round of parallel HEAD requests, for the manifest
 and every blob.
@@ -47,19 +47,25 @@ class _Stop(Exception):
 
 
 def check_remote(
-    client: RegistryClient,
-    ref: Reference,
-    report: VerifyReport,
-    *,
-    pack_hint: str,
-    pushed: Image | None = None,
+    client: RegistryClient, ref: Reference, report: VerifyReport, *, pack_hint: str
 ) -> None:
     """Run every registry check for *ref* (pinned by digest), recording into *report*.
 
     *pack_hint* names the pack in fix-it hints (e.g. ``mpkit preload build/x.pak``).
-    *pushed* is the image this process just pushed, whose digest the registry confirmed:
-    when *ref* names it, its manifest and config are not downloaded again.
     """
+    try:
+        run_checks(client, ref, report)
+    except MpkitError as exc:
+        report.add(problem_for(exc, ref, anonymous=report.anonymous, pack_hint=pack_hint))
+
+
+def run_checks(
+    client: RegistryClient, ref: Reference, report: VerifyReport, *, pushed: Image | None = None
+) -> None:
+    """check_remote's checks: a finding is recorded in *report*, an error of the registry
+    client (which :func:`problem_for` turns into one) is raised. *pushed* is the image this
+    process just pushed, whose digest the registry confirmed: when *ref* names it, its
+    manifest and config are not downloaded again."""
     try:
         if pushed is not None and pushed.digest == ref.digest:
             _check_pushed(client, ref, pushed, report)
@@ -67,8 +73,6 @@ def check_remote(
             _check(client, ref, report)
     except _Stop:
         pass
-    except MpkitError as exc:
-        report.add(problem_for(exc, ref, anonymous=report.anonymous, pack_hint=pack_hint))
 
 
 def probe_anonymous(client: RegistryClient, ref: Reference) -> str:

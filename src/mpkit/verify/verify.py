@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import shlex
+import threading
 from pathlib import Path
 
 from mpkit.credentials import Credential
+from mpkit.errors import MpkitError
 from mpkit.image.types import Image
 from mpkit.pack import PackError
+from mpkit.reference import Reference
 from mpkit.registry import ClientOptions, open_client
 from mpkit.verify import report as r
-from mpkit.verify.remote import check_remote, probe_anonymous
+from mpkit.verify.remote import check_remote, probe_anonymous, problem_for, run_checks
 from mpkit.verify.report import Problem, VerifyReport
 from mpkit.verify.target import DEFAULT_REGISTRY_HINT, pack_image, read_pack
 
@@ -28,7 +31,7 @@ def verify_pack(
     with_credentials: bool = False,
     credential: Credential | None = None,
     default_registry: str | None = None,
-    pushed: Image | None = None,
+    pushed: PushedImageCheck | None = None,
 ) -> VerifyReport:
     """Check *path* as a cloud proxy would; never raises for what it finds (see ``.problems``).
 
@@ -37,8 +40,8 @@ def verify_pack(
     stored login), which tells a private image from a missing one; the report then also
     says whether anonymous pulls are allowed, and ``ok`` means "installs once preloaded".
     *default_registry* stands in for a pack built with use_default_registry. *pushed* is
-    the image the caller just pushed (its digest confirmed by the registry): if the pack
-    names it, its manifest and config are not downloaded again.
+    the anonymous check of the image the caller just pushed, started before the pack was
+    written: if the pack names that image, its findings stand for the registry's half.
     """
     report = VerifyReport(pack=path, anonymous=not with_credentials)
     try:
@@ -78,13 +81,16 @@ def verify_pack(
         return report
     report.registry = ref.registry
     pack_hint = f"mpkit preload {shlex.quote(str(path))}"
+    if pushed is not None and not with_credentials and pushed.checks(ref):
+        pushed.report_into(report, pack_hint=pack_hint)
+        return report
     with open_client(
         ref.registry,
         options=options,
         anonymous=not with_credentials,
         explicit=credential if with_credentials else None,
     ) as client:
-        check_remote(client, ref, report, pack_hint=pack_hint, pushed=pushed)
+        check_remote(client, ref, report, pack_hint=pack_hint)
     if with_credentials and report.ok:
         with open_client(ref.registry, options=options, anonymous=True) as anonymous:
             report.anonymous_pull = probe_anonymous(anonymous, ref)
@@ -96,3 +102,49 @@ def verify_pack(
                 f"('{pack_hint}'), or once the repository is public"
             )
     return report
+
+
+class PushedImageCheck:
+    """The registry's half of :func:`verify_pack` for an image just pushed, started in the
+    background at once, so that its round trips overlap what the build does before the
+    pack exists. Anonymous, as a cloud proxy pulls; the manifest and config are the ones
+    pushed (their digest confirmed by the registry), so it is one round of HEAD requests.
+    """
+
+    def __init__(self, ref: Reference, pushed: Image, *, options: ClientOptions) -> None:
+        self.ref = ref
+        self._found = VerifyReport(pack=Path(), anonymous=True)
+        self._error: MpkitError | None = None
+        self._thread = threading.Thread(target=self._run, args=(pushed, options),
+                                        name="mpkit-verify-pushed", daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self, pushed: Image, options: ClientOptions) -> None:
+        try:
+            with open_client(self.ref.registry, options=options, anonymous=True) as client:
+                run_checks(client, self.ref, self._found, pushed=pushed)
+        except MpkitError as exc:
+            self._error = exc
+
+    def checks(self, ref: Reference) -> bool:
+        """Whether this check is about the image *ref* pins."""
+        return (ref.registry, ref.path, ref.digest) == (
+            self.ref.registry, self.ref.path, self.ref.digest,
+        )  # fmt: skip
+
+    def report_into(self, report: VerifyReport, *, pack_hint: str) -> None:
+        """Wait for the check, then record what it found in *report*."""
+        self._thread.join()
+        found = self._found
+        for name in _REGISTRY_FIELDS:
+            setattr(report, name, getattr(found, name))
+        report.blobs.extend(found.blobs)
+        report.checks.extend(found.checks)
+        report.problems.extend(found.problems)
+        if self._error is not None:
+            report.add(problem_for(self._error, self.ref, anonymous=True, pack_hint=pack_hint))
+
+
+# What the registry's half of a check fills in, besides blobs, checks and problems.
+_REGISTRY_FIELDS = ("manifest_media_type", "index_digest", "image_digest", "platform",
+                    "total_size", "rate_limit")  # fmt: skip

@@ -20,7 +20,6 @@ from mpkit.credentials.ecr import check_ecr_repository
 from mpkit.describe import DescribeResults, describe_for_build, own_describe
 from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
-from mpkit.image.types import Image
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.interaction import Prompter, Reporter
 from mpkit.pack.layout import pack_files
@@ -34,7 +33,7 @@ from mpkit.registry.responses import rate_limit_note
 from mpkit.registry.stats import TransferStats
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
-from mpkit.verify import VerifyReport, verify_pack
+from mpkit.verify import PushedImageCheck, VerifyReport, verify_pack
 from mpkit.workflow.access import Targets, choose_targets, connect_for_push
 from mpkit.workflow.buildlock import project_build_lock
 from mpkit.workflow.buildlog import build_log
@@ -166,6 +165,13 @@ def _build_pack_flow(
             with reporter.progress("push") as progress:
                 pushed = push_image(client, result.image, target, locations=blob_locations(),
                                     progress=progress)  # fmt: skip
+        # The cloud proxy's check of the image starts now, to overlap describing and packing.
+        pushed_check = (
+            PushedImageCheck(Reference(targets.pull, tag, digest), result.image,
+                             options=options.client_options)
+            if options.verify
+            else None
+        )  # fmt: skip
         # SPEC §5: the digest recorded is the one computed from the exact manifest bytes and
         # confirmed by the registry (push_image raises if they differ).
         warnings = _docker_hub_allowance(targets.pull, digest, options.client_options)
@@ -194,7 +200,7 @@ def _build_pack_flow(
         saved = _save_repository(project, targets)
         remember_project(options.global_config, project.root)  # as the SDK does
         log.info("pack %s, image %s@%s", pack, targets.pull, digest)
-        verification = _verify(pack, options, reporter, result.image) if options.verify else None
+        verification = _verify(pack, options, reporter, pushed_check) if pushed_check else None
     return PackBuildOutcome(
         pack=pack, image=Reference(targets.pull, tag, digest), pushed_to=pushed.reference,
         digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
@@ -209,7 +215,7 @@ def _build_pack_flow(
 
 
 def _verify(
-    pack: Path, options: PackBuildOptions, reporter: Reporter, pushed: Image
+    pack: Path, options: PackBuildOptions, reporter: Reporter, pushed: PushedImageCheck
 ) -> VerifyReport:
     """A failed verify is a warning on the build, which itself succeeded."""
     report = verify_pack(pack, options=options.client_options, pushed=pushed)
