@@ -53,6 +53,7 @@ from _common import (
     CommandRun,
     Summary,
     ToolHome,
+    add_profile_argument,
     add_results_argument,
     bench_parser,
     command_line,
@@ -63,6 +64,8 @@ from _common import (
     machine_text,
     markdown_table,
     prime_mpkit_bytecode,
+    profile_section,
+    profiled_argv,
     require_tools,
     run_main,
     run_timed,
@@ -99,6 +102,9 @@ REVISION = re.compile(r"^BENCH_REVISION = .*$", re.MULTILINE)
 GOALS = {"no-change": 0.5, "app-only": 1.5, "quick start": 1.0}
 QUICK_START = REPO_ROOT / "examples" / "hello-adapter"
 BUILD_TIMEOUT = 900.0
+PROFILE_ROWS = 12
+PROFILE_ENCLOSING = ("__main__.py", "launcher.py", "cli/__init__.py", "cli/packbuild.py")
+PROFILE_SKIP = ("build_pack_flow", "_build_pack_flow")  # enclose the whole build
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,12 @@ class MpkitTool:
         facts = {"containers": ran, "bytes pushed": pushed, "in-process": report["seconds"],
                  "engine": describe.get("engine")}  # fmt: skip
         return Measured(self.name, scenario, done.seconds, facts)
+
+    def profile(self, output: Path) -> None:
+        """One more app-only build under cProfile (untimed)."""
+        change_app(self.project, "profiled")
+        run_timed(profiled_argv(self.argv, output), env=self.env, preexec=self.home.preexec,
+                  timeout=BUILD_TIMEOUT)  # fmt: skip
 
 
 class PodmanTool(BenchPodman):
@@ -334,7 +346,7 @@ def bench_tools(scratch: Path, podman_binary: str, server: SdkServerBase) -> Ite
         yield bench
 
 
-def run_sdk(bench: Bench, runs: int) -> list[Measured]:
+def run_sdk(bench: Bench, runs: int, profile: Path | None) -> list[Measured]:
     log("first (untimed) build of each tool")
     for tool in bench.tools:
         tool.run("first")
@@ -348,6 +360,8 @@ def run_sdk(bench: Bench, runs: int) -> list[Measured]:
             measured += found
             log(f"run {number}/{runs} {scenario}: "
                 + ", ".join(f"{m.tool} {m.seconds:.2f}s" for m in found))  # fmt: skip
+    if profile is not None:
+        bench.tools[0].profile(profile)
     return measured
 
 
@@ -427,6 +441,7 @@ class ReportInputs:
     server: SdkServerBase
     skipped: Mapping[str, str]
     podman_said: str
+    profile: Path | None
 
 
 def report(measured: Sequence[Measured], quick: Sequence[Measured], inputs: ReportInputs) -> str:
@@ -468,6 +483,10 @@ def report(measured: Sequence[Measured], quick: Sequence[Measured], inputs: Repo
          for s in SCENARIOS],
     )  # fmt: skip
     skipped = "".join(f"\n**{tool} did not run**: {why}\n" for tool, why in inputs.skipped.items())
+    profile = profile_section(
+        inputs.profile, "one more app-only mpkit build (untimed)", enclosing=PROFILE_ENCLOSING,
+        skip=PROFILE_SKIP, limit=PROFILE_ROWS,
+    )  # fmt: skip
     commands = {
         "mpkit": "MPKIT_IMAGE_ALIASES=base-adapter:python-1.2.0=127.0.0.1:BASEPORT/"
         "vmware_aria_operations_integration_sdk/base-adapter:python-1.2.0 "
@@ -503,7 +522,7 @@ Where the time goes (medians): mpkit's own measure from its start-up to the pack
 commands:
 
 {parts}
-{skipped}
+{profile}{skipped}
 Project: what the SDK's `mp-init` wrote for a Python adapter (`/work/sdk/projects/mysql-pack`,
 copied for each tool): no `conf/describe.xml`, `FROM base-adapter:python-1.2.0`,
 `vmware-aria-operations-integration-sdk-lib~=1.1.0` and `psutil==5.9.4`. Base: the SDK's
@@ -542,18 +561,19 @@ Machine:
 """
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[int, Path]:
+def parse_args(argv: Sequence[str] | None) -> tuple[int, bool, Path]:
     parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs per tool and scenario")
+    add_profile_argument(parser, "skip the extra profiled app-only mpkit build after the runs")
     add_results_argument(parser)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be positive")
-    return args.runs, args.results
+    return args.runs, args.profile, args.results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    runs, results = parse_args(argv)
+    runs, profiled, results = parse_args(argv)
     command = command_line("sdkpack.py", argv)
     paths = require_tools("podman", "runc", "docker-registry")
     if not SDK_PROJECT.is_dir():
@@ -566,10 +586,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             base = publish_sdk_base(base_registry)
             server = publish_server_base(base, base_registry)
             load_before = load_average()
+            profile = scratch / "app-only.prof" if profiled else None
             with bench_tools(scratch, paths["podman"], server) as bench:
-                measured = run_sdk(bench, runs)
+                measured = run_sdk(bench, runs, profile)
             quick, said = run_quick_start(scratch, paths["podman"], base, runs)
-            inputs = ReportInputs(command, runs, load_before, server, bench.skipped, said)
+            inputs = ReportInputs(command, runs, load_before, server, bench.skipped, said,
+                                  profile)  # fmt: skip
             section = report(measured, quick, inputs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
