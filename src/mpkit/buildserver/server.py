@@ -399,7 +399,7 @@ def _warm_up() -> None:
     from mpkit.registry.tls import default_context
 
     prebuild_parsers()
-    default_context()
+    default_context().load_trust()
     _warm_http()
 
 
