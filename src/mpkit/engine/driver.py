@@ -25,6 +25,7 @@ from mpkit.engine.process import (
     run_captured,
     run_streamed,
 )
+from mpkit.engine.registriesconf import REGISTRIES_CONF_ENV
 from mpkit.errors import ContainerEngineError
 
 COMMAND_TIMEOUT = 120.0  # look-ups, container start and removal
@@ -146,21 +147,29 @@ class Engine:
         tag: str,
         platform: str,
         ignore_file: Path | None = None,
-        tls_verify: bool = True,
+        build_args: Mapping[str, str] | None = None,
+        registries_conf: Path | None = None,
         log: Log,
     ) -> None:
         """Build *dockerfile* with *context* as *tag*; the engine's output goes to *log*.
 
         *ignore_file* holds .dockerignore patterns, for the kinds that take one (see
         :attr:`EngineKind.takes_ignore_file`; docker reads the context's own .dockerignore).
-        *tls_verify* False lets the base come over plain HTTP.
+        *build_args* are ``--build-arg NAME=VALUE``. *registries_conf* is the registry
+        configuration (mirrors, insecure registries) for the kinds that read one; docker's
+        daemon has its own.
         """
         verb = "bud" if self.kind is EngineKind.BUILDAH else "build"
         args = [verb, "--platform", platform, "--file", str(dockerfile), "--tag", tag]
+        for name, value in (build_args or {}).items():
+            args += ["--build-arg", f"{name}={value}"]
         if ignore_file is not None and self.kind.takes_ignore_file:
             args += ["--ignorefile", str(ignore_file)]
-        self._execute([*args, *self._tls(tls_verify), str(context)], what="build", log=log,
-                      stream=True, hint="the lines above are the engine's own output")  # fmt: skip
+        env = None
+        if registries_conf is not None and self.kind.reads_registries_conf:
+            env = {REGISTRIES_CONF_ENV: str(registries_conf)}
+        self._execute([*args, str(context)], what="build", env=env, log=log, stream=True,
+                      hint="the lines above are the engine's own output")  # fmt: skip
 
     def local_image(self, reference: str) -> LocalImage | None:
         """The image local storage holds as *reference* (a name or an ID), or None."""
