@@ -14,8 +14,8 @@ from mpkit.errors import ContainerEngineError, RegistryUnreachableError
 from mpkit.image import mediatypes
 from mpkit.image.types import Platform
 from mpkit.imagebuild.base import BaseImage
-from mpkit.imagebuild.dockerfile import parse_dockerfile
-from mpkit.imagebuild.enginefrom import EngineBases, plan_bases, rewrite_from_lines
+from mpkit.imagebuild.dockerfile import NeedsEngineError, parse_dockerfile
+from mpkit.imagebuild.enginefrom import EngineBases, plan_bases, rewrite_from_lines, scan_bases
 from mpkit.reference import parse_reference
 from mpkit.settings import Settings
 
@@ -188,11 +188,38 @@ def test_docker_is_told_about_insecure_registries_through_its_daemon() -> None:
 
 def test_an_image_mpkit_cannot_name_keeps_mpkits_own_advice() -> None:
     bases = plan("FROM base-adapter:python-9 AS base\nRUN true\n")
-    output = ("Error: creating build container: initializing source "
-              "docker://base-adapter:python-9: reading manifest python-9 in "
-              "docker.io/library/base-adapter: requested access to the resource is denied",)  # fmt: skip
+    output = (
+        "Error: creating build container: initializing source docker://base-adapter:python-9: "
+        "reading manifest python-9 in docker.io/library/base-adapter: requested access to the "
+        "resource is denied",
+    )
     blamed = bases.pull_failure(failure(*output), EngineKind.PODMAN, SETTINGS, frozenset())
     assert blamed is not None
     assert blamed.message.startswith("Dockerfile line 1: FROM base-adapter:python-9: podman could")
     assert "names a local image" in blamed.message
     assert blamed.hint is not None and "publish that base once" in blamed.hint
+
+
+def test_from_lines_of_a_dockerfile_only_an_engine_parses_follow_the_settings_too() -> None:
+    heredoc = f"""\
+FROM --platform=$BUILDPLATFORM gradle:8 AS build
+RUN <<SCRIPT
+gradle build
+SCRIPT
+FROM build AS again
+FROM {LOCAL_BASE}
+COPY --from=again /out /out
+"""
+    with pytest.raises(NeedsEngineError, match="heredoc"):
+        parse_dockerfile(heredoc)
+    bases = scan_bases(heredoc, path="Dockerfile", settings=SETTINGS)
+    assert bases.final_base is None  # nothing pinned: the stages are not known for sure
+    rewrites = bases.from_rewrites(EngineKind.PODMAN, SETTINGS)
+    assert rewrites == {
+        1: ("gradle:8", "docker.io/library/gradle:8"),
+        6: (LOCAL_BASE, f"127.0.0.1:5000/sdk/{LOCAL_BASE}"),
+    }
+    lines = rewrite_from_lines(heredoc, rewrites).splitlines()
+    assert lines[0] == "FROM --platform=$BUILDPLATFORM docker.io/library/gradle:8 AS build"
+    assert lines[4] == "FROM build AS again"
+    assert "127.0.0.1:5000" in {r.prefix for r in bases.registry_rules(SETTINGS, frozenset())}

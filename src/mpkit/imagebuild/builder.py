@@ -21,7 +21,7 @@ from mpkit.imagebuild.dockerfile import (
     NeedsEngineError,
     parse_dockerfile,
 )
-from mpkit.imagebuild.enginefrom import EngineBases, plan_bases
+from mpkit.imagebuild.enginefrom import EngineBases, plan_bases, scan_bases
 from mpkit.imagebuild.fallback import engine_build
 from mpkit.imagebuild.native import NativeBuild, StepReport, check_native
 from mpkit.imagebuild.stage import StageEvaluator
@@ -145,12 +145,11 @@ def _engine(
 def _engine_bases(
     request: BuildRequest, cache: CacheRoot, text: str, path: str, log: Callable[[str], None]
 ) -> EngineBases:
-    """Every FROM of the Dockerfile through mpkit's settings (none when only the engine
-    can parse it: it then pulls what the Dockerfile says)."""
+    """Every FROM of the Dockerfile through mpkit's settings."""
     try:
         parsed = parse_dockerfile(text, path=path)
-    except DockerfileError:
-        return EngineBases(path)
+    except DockerfileError:  # only the engine can parse it (heredocs)
+        return scan_bases(text, path=path, settings=request.settings)
 
     def resolve(name: str, platform: Platform) -> BaseImage:
         resolver = BaseResolver(cache, settings=request.settings, options=request.client_options,

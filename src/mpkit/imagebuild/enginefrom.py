@@ -27,7 +27,8 @@ from mpkit.settings import ALIASES_ENV, MIRRORS_ENV, Settings, settings_path
 
 # (image name, platform) → the base, pulled into mpkit's cache and pinned by digest
 Resolve = Callable[[str, Platform], BaseImage]
-_FROM = re.compile(r"^(\s*FROM\s+(?:--platform=\S+\s+)?)(\S+)(.*)$", re.IGNORECASE)
+_FROM = re.compile(r"^(\s*FROM\s+(?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE)
+_STAGE_NAME = re.compile(r"^\s+AS\s+(\S+)", re.IGNORECASE)
 # Words of an engine's message about a base it could not pull (podman, buildah, docker).
 _PULL_FAILURE = re.compile(
     r"pull|pinging|manifest|initializing source|resolve|/v2/|docker login|unauthorized"
@@ -182,6 +183,26 @@ def plan_bases(
                 f"({exc.message}); leaving it to the engine")  # fmt: skip
         stages.append(StageBase(stage.line, stage.base, name, upstream, problem, digest))
     return EngineBases(dockerfile.path, stages, final_base)
+
+
+def scan_bases(dockerfile: str, *, path: str, settings: Settings) -> EngineBases:
+    """The FROM lines of a Dockerfile only the engine can parse (heredocs), found by their
+    shape: named through mpkit's settings, but not pulled (ARGs are left to the engine)."""
+    stages, names = [], set()
+    for number, line in enumerate(dockerfile.splitlines(), start=1):
+        match = _FROM.match(line)
+        if match is None:
+            continue
+        image = match.group(2)
+        if image != "scratch" and "$" not in image and image.lower() not in names:
+            try:
+                stages.append(StageBase(number, image, image, base_reference(image, settings)))
+            except MpkitError as exc:
+                stages.append(StageBase(number, image, image, None, exc))
+        stage_name = _STAGE_NAME.match(match.group(3))
+        if stage_name:
+            names.add(stage_name.group(1).lower())
+    return EngineBases(path, stages)
 
 
 def rewrite_from_lines(dockerfile: str, rewrites: Mapping[int, tuple[str, str]]) -> str:
