@@ -30,12 +30,13 @@ from mpkit.reference import parse_reference
 from mpkit.registry import ClientOptions, open_client, push_image
 from mpkit.settings import Settings
 from tests.e2e.conftest import Mpkit, isolated_env
-from tests.fixtures.baseimage import SDK_TAG, SdkBase
+from tests.fixtures.baseimage import SDK_REPOSITORY, SDK_TAG, SdkBase
 from tests.fixtures.dockerd import Dockerd
 from tests.fixtures.fakeengine import FakeEngine, MakeFakeEngine
 from tests.fixtures.podman import Podman
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.tools import require_tool
+from tests.imagebuild.projects import PIP_LINE, make_sdk_project
 
 tomllib = pytest.importorskip("tomllib")  # reads the registries.conf back (Python 3.11+)
 
@@ -262,6 +263,27 @@ def test_podman_builds_docker_hub_stages_through_the_mirror_and_keeps_the_base_d
     assert again["push"]["bytes_mounted"] + again["push"]["bytes_skipped"] >= sum(
         layer["size"] for layer in manifest(hub_mirror, f"library/{HUB_NAME}", HUB_TAG)["layers"]
     )
+
+
+def test_an_sdk_project_goes_to_the_engine_it_names_and_pushes_only_its_own_layers(
+    tmp_path: Path, sdk_base: SdkBase, registry_open: RegistryServer, podman: Podman
+) -> None:
+    project = make_sdk_project(tmp_path / "project", requirements=())  # pip needs no index
+    recorder = recording_podman(tmp_path)
+    mirrors = ",".join(f"{k}={v}" for k, v in sdk_base.mirror.items())
+    root = tmp_path / "user"
+    env = isolated_env(root, {"MPKIT_MIRRORS": mirrors, **podman_env(podman, recorder)})
+    target = f"{registry_open.host}/e2e/sdk-engine"
+    report = Mpkit(root=root, env=env).ok("image", "build", "--json", str(project), "--engine",
+                                          "podman", "--push", f"{target}:1",
+                                          timeout=BUILD_TIMEOUT).json()  # fmt: skip
+    assert report["builder"] == "podman"
+    assert report["fallback_reason"] == f"line {PIP_LINE}: RUN goes to podman (--engine podman)"
+    base = manifest(registry_open, SDK_REPOSITORY, sdk_base.digest)
+    built = manifest(registry_open, "e2e/sdk-engine", report["digest"])
+    assert built["layers"][0]["digest"] == base["layers"][0]["digest"]
+    assert report["push"]["bytes_uploaded"] < SMALL_PUSH
+    assert len(recorder.calls_with("build")) == 1
 
 
 def test_podman_names_the_from_line_it_could_not_pull_and_the_mirrors_setting(
