@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -111,10 +110,8 @@ def test_missing_helper_names_program_and_config_key(fake_helper: FakeHelper) ->
 
 def test_timeout(fake_helper: FakeHelper, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_HELPER_MODE", "hang")
-    start = time.monotonic()
     with pytest.raises(CredentialError) as info:
         CredentialHelper("fake", timeout=0.5).get(URL)
-    assert time.monotonic() - start < 10
     assert "did not answer within 0.5 s" in info.value.message
 
 
