@@ -9,7 +9,6 @@ HTTP to a registry, the archive format of ``save``, and how quickly ``rm`` stops
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from mpkit.engine.process import (
 )
 from mpkit.engine.registriesconf import REGISTRIES_CONF_ENV
 from mpkit.errors import ContainerEngineError
+from mpkit.jsonfile import parse_json
 
 COMMAND_TIMEOUT = 120.0  # look-ups, container start and removal
 TRANSFER_TIMEOUT = 1800.0  # pull, load, save: whole images
@@ -178,7 +178,7 @@ class Engine:
         result = self._execute(["image", "inspect", reference], what="image inspect",
                                check=False)  # fmt: skip
         try:
-            data = json.loads(result.stdout) if result.returncode == 0 else None
+            data = parse_json(result.stdout) if result.returncode == 0 else None
         except ValueError:
             return None
         found = data[0] if isinstance(data, list) and data else None
@@ -221,7 +221,7 @@ class Engine:
         if result.returncode != 0:
             return None
         try:
-            data = json.loads(result.stdout)
+            data = parse_json(result.stdout)
         except ValueError:
             return None
         return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
