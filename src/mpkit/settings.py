@@ -22,6 +22,9 @@ For CI, environment variables add to it: ``MPKIT_MIRRORS`` ("registry=mirror,...
 ``MPKIT_IMAGE_ALIASES`` ("name=reference,..."), ``MPKIT_INSECURE_REGISTRIES``
 ("host[:port],..."), ``MPKIT_REGISTRY_ENDPOINTS`` ("registry=host[:port],..."),
 ``MPKIT_BASE_RECHECK`` (seconds) and ``MPKIT_ALLOW_EXTERNAL_LINKS`` (1 or 0).
+
+``mpkit build`` writes one thing here: the alias of an SDK local base it published
+(:func:`record_alias`).
 """
 
 from __future__ import annotations

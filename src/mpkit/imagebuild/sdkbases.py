@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ from mpkit.registry.transport import ClientOptions
 from mpkit.settings import ALIASES_ENV, Settings, record_alias
 from mpkit.statedir import state_dir
 
+logger = logging.getLogger(__name__)  # logs/build.log and --debug, not the user's screen
 FOUND = "found"  # PublishedBase.how: it was in the registry already
 
 
@@ -152,7 +154,7 @@ class _Publisher:
         try:
             resolved = resolve_image(self.request.client, reference, DEFAULT_PLATFORM)
         except MpkitError as exc:  # absent (the usual case), or unusable: build it
-            self.log(f"{reference} is not in the registry yet ({exc.message})")
+            logger.info("%s is not in the registry yet (%s)", reference, exc.message)
             return None
         return reference.with_digest(resolved.manifest.digest)
 
@@ -168,7 +170,8 @@ class _Publisher:
         try:
             return build_image(request, log=self.log)
         except MpkitError as exc:
-            reason = f"building it from {recipe} failed: {exc.message}"
+            named = str(recipe) in exc.message  # e.g. "<recipe>/Dockerfile line 5: …"
+            reason = exc.message if named else f"building it from {recipe} failed: {exc.message}"
             raise self._impossible(name, reason, search, needed_by) from exc
 
     def _push(
@@ -186,8 +189,14 @@ class _Publisher:
         except RegistryError as exc:
             reason = f"it was built, but pushing it to {reference} failed: {exc.message}"
             error = self._impossible(name, reason, search, needed_by)
-            if exc.hint:
-                error.hint = f"{exc.hint}; or {error.hint}"
+            first = exc.hint
+            if reference.repository.is_ecr:  # ECR repositories must exist before a push
+                first = (
+                    f"create the repository first: 'aws ecr create-repository --repository-name "
+                    f"{reference.path} --region {reference.repository.ecr_region}'"
+                )
+            if first:
+                error.hint = f"{first}; or {error.hint}"
             raise error from exc
         return pushed.reference
 
