@@ -18,8 +18,12 @@ def test_a_second_holder_waits_and_is_told_once(tmp_path: Path, kind: str) -> No
     order: list[str] = []
     waiting = threading.Event()
 
+    def told() -> None:
+        order.append("told")
+        waiting.set()
+
     def second() -> None:
-        with held(path, on_wait=lambda: (order.append("told"), waiting.set())):
+        with held(path, on_wait=told):
             order.append("second")
 
     with held(path):

@@ -14,6 +14,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 POLL_SECONDS = 0.2  # Windows only: how often a blocking lock retries
 
@@ -86,7 +87,7 @@ def held(
     the ``with`` block, waiting while another process holds it; *on_wait* hears once that
     it waits. Where the lock cannot be taken (the file system refuses locks, a directory
     on Windows), the block runs unlocked."""
-    flags = os.O_RDONLY if os.path.isdir(path) else os.O_RDWR | os.O_CREAT
+    flags = os.O_RDONLY if Path(path).is_dir() else os.O_RDWR | os.O_CREAT
     try:
         fd = os.open(path, flags, 0o644)
     except OSError:

@@ -30,7 +30,6 @@ For CI, environment variables add to it: ``MPKIT_MIRRORS`` ("registry=mirror,...
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import platformdirs
 
 from mpkit.errors import ConfigError, InvalidReferenceError
 from mpkit.filelock import held
-from mpkit.jsonfile import load_json_object, write_json_atomic
+from mpkit.jsonfile import load_json_object, rewrite_json_file
 from mpkit.project.links import ALLOW_ENV, ALLOW_SETTING
 from mpkit.reference import normalize_registry
 
@@ -127,8 +126,7 @@ def record_alias(name: str, reference: str, path: Path | None = None) -> Path:
             data = load_json_object(target, "mpkit settings file", hint=_HINT) or {}
             aliases = _mapping(data, "aliases", path)
             data["aliases"] = {**aliases, name: reference}
-            mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
-            write_json_atomic(target, data, mode=mode, indent=2)
+            rewrite_json_file(target, data, indent=2)
     except OSError as exc:
         raise ConfigError(
             f"cannot write the mpkit settings file {path}: {exc.strerror or exc}",

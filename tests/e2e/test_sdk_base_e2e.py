@@ -15,6 +15,7 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.e2e.conftest import Mpkit, isolated_env
@@ -36,10 +37,34 @@ def sdk13_project(root: Path) -> Path:
     return project
 
 
-def error_lines(stderr: str) -> list[str]:
-    """The error and its hint (what comes before them says what was being done)."""
-    lines = stderr.splitlines()
-    return lines[next(n for n, line in enumerate(lines) if line.startswith("error: ")) :]
+PUBLISH_FAILED = (
+    f"error: FROM {LOCAL_PYTHON} names the SDK's Python base, which the VMware SDK builds from a "
+    "recipe it installs, and mpkit could not publish it: "
+)
+
+
+@dataclass(frozen=True)
+class Failed:
+    lines: list[str]  # the error and its hint
+    base: str  # where the base would go, beside the adapter
+    settings: Path
+
+
+def failing_build(
+    tmp_path: Path, registry: RegistryServer, project: Path, env: Mapping[str, str]
+) -> Failed:
+    """``mpkit build`` of *project* that fails; nothing is written."""
+    user = tmp_path / "user"
+    mpkit = Mpkit(root=user, env=isolated_env(user, env))
+    repository = f"{registry.host}/team-{uuid.uuid4().hex[:8]}/adapter"
+    failed = mpkit.run("build", "--no-ttl", "-r", repository, str(project))
+    assert failed.returncode == 1
+    assert not settings_file(mpkit).exists()
+    assert not pack_path(project).exists()
+    lines = failed.stderr.splitlines()  # what comes before the error says what was being done
+    start = next(n for n, line in enumerate(lines) if line.startswith("error: "))
+    base = repository.replace("/adapter", "/base-adapter:python-1.2.0")
+    return Failed(lines[start:], base, settings_file(mpkit))
 
 
 def settings_file(mpkit: Mpkit) -> Path:
@@ -95,23 +120,12 @@ def test_without_an_engine_the_message_has_this_projects_commands(
 ) -> None:
     project = sdk13_project(tmp_path / "my adapter")
     recipe = recipe_path(install_fake_sdk(project, "venv-My Adapter"))
-    user = tmp_path / "user"
     no_engines = tmp_path / "bin-without-engines"
     no_engines.mkdir()
-    mpkit = Mpkit(root=user, env=isolated_env(user, {"PATH": str(no_engines)}))
-    repository = f"{registry_open.host}/team-{uuid.uuid4().hex[:8]}/adapter"
-    base = repository.replace("/adapter", "/base-adapter:python-1.2.0")
-
-    failed = mpkit.run("build", "--no-ttl", "-r", repository, str(project))
-    assert failed.returncode == 1
-    lines = error_lines(failed.stderr)
-    assert lines[0].startswith(
-        f"error: FROM {LOCAL_PYTHON} names the SDK's Python base, which the VMware SDK builds "
-        f"from a recipe it installs, and mpkit could not publish it: {recipe}/Dockerfile line 5: "
-    )
-    assert lines[0].endswith(
-        "and no container engine (podman, docker or buildah) is installed"
-    )
+    failed = failing_build(tmp_path, registry_open, project, {"PATH": str(no_engines)})
+    lines, base, settings = failed.lines, failed.base, failed.settings
+    assert lines[0].startswith(f"{PUBLISH_FAILED}{recipe}/Dockerfile line 5: ")
+    assert lines[0].endswith("and no container engine (podman, docker or buildah) is installed")
     assert lines[1:5] == [
         "  hint: install podman (or docker), then publish it once:",
         f"    $ podman build --platform linux/amd64 -t {LOCAL_PYTHON} -t {base} '{recipe}'",
@@ -122,31 +136,20 @@ def test_without_an_engine_the_message_has_this_projects_commands(
         f"docker-archive:base-adapter-python-1.2.0.tar {base}'",
     ]
     assert lines[5] == (
-        f"  then build again: mpkit finds {base} and records the alias in "
-        f"{settings_file(mpkit)}; or record it yourself: "
-        f'{{"aliases": {{"{LOCAL_PYTHON}": "{base}"}}}} in {settings_file(mpkit)} '
+        f"  then build again: mpkit finds {base} and records the alias in {settings}; or record "
+        f'it yourself: {{"aliases": {{"{LOCAL_PYTHON}": "{base}"}}}} in {settings} '
         f"(or MPKIT_IMAGE_ALIASES={LOCAL_PYTHON}={base})"
     )
-    assert not settings_file(mpkit).exists()
-    assert not pack_path(project).exists()
 
 
 def test_without_a_recipe_the_message_installs_the_sdk_into_this_project(
     tmp_path: Path, registry_open: RegistryServer
 ) -> None:
     project = sdk13_project(tmp_path / "my-adapter")
-    user = tmp_path / "user"
-    mpkit = Mpkit(root=user, env=isolated_env(user))
-    repository = f"{registry_open.host}/team-{uuid.uuid4().hex[:8]}/adapter"
-    base = repository.replace("/adapter", "/base-adapter:python-1.2.0")
-
-    failed = mpkit.run("build", "--no-ttl", "-r", repository, str(project))
-    assert failed.returncode == 1
-    lines = error_lines(failed.stderr)
+    failed = failing_build(tmp_path, registry_open, project, {})
+    lines, base, settings = failed.lines, failed.base, failed.settings
     assert lines[0].startswith(
-        f"error: FROM {LOCAL_PYTHON} names the SDK's Python base, which the VMware SDK builds "
-        "from a recipe it installs, and mpkit could not publish it: no installed SDK has the "
-        "recipe for python-1.2.0 (looked in "
+        f"{PUBLISH_FAILED}no installed SDK has the recipe for python-1.2.0 (looked in "
     )
     assert lines[1:4] == [
         "  hint: install the SDK that made the project into an environment in the project "
@@ -156,6 +159,5 @@ def test_without_a_recipe_the_message_installs_the_sdk_into_this_project(
     ]
     assert lines[4] == (
         f'  or point the alias at a copy you already have: {{"aliases": {{"{LOCAL_PYTHON}": '
-        f'"{base}"}}}} in {settings_file(mpkit)} (or MPKIT_IMAGE_ALIASES={LOCAL_PYTHON}={base})'
+        f'"{base}"}}}} in {settings} (or MPKIT_IMAGE_ALIASES={LOCAL_PYTHON}={base})'
     )
-    assert not settings_file(mpkit).exists()

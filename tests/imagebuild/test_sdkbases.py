@@ -12,6 +12,7 @@ import json
 import tarfile
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from mpkit.cache.root import CacheRoot
 from mpkit.engine import EngineChoice
+from mpkit.image.layout import OCILayoutWriter, read_oci_layout
 from mpkit.image.types import Image
 from mpkit.imagebuild.base import BaseResolver
 from mpkit.imagebuild.sdkbases import (
@@ -29,7 +31,6 @@ from mpkit.imagebuild.sdkbases import (
     publish_sdk_bases,
 )
 from mpkit.reference import parse_reference, parse_repository
-from mpkit.image.layout import OCILayoutWriter, read_oci_layout
 from mpkit.registry import ClientOptions, open_client, pull_image
 from mpkit.registry.progress import NoProgress
 from mpkit.settings import Settings
@@ -75,6 +76,21 @@ def engine_env(podman: Podman, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         monkeypatch.setenv(key, podman.env[key])
     monkeypatch.setenv("MPKIT_STATE_DIR", str(tmp_path / "state"))
     return podman
+
+
+@dataclass(frozen=True)
+class Site:
+    """The isolated podman in use, the open registry, and the mirrors setting that serves
+    the recipe's FROM from it."""
+
+    registry: RegistryServer
+    mirrors: Mapping[str, str]
+
+
+@pytest.fixture
+def site(engine_env: Podman, registry_open: RegistryServer,
+         python_mirror: Mapping[str, str]) -> Site:  # fmt: skip
+    return Site(registry_open, python_mirror)
 
 
 def publish(
@@ -124,10 +140,7 @@ def pulled(registry: RegistryServer, reference: str, tmp_path: Path) -> Image:
 
 
 def test_the_python_base_is_built_pushed_next_to_the_adapter_and_aliased(
-    tmp_path: Path,
-    engine_env: Podman,
-    registry_open: RegistryServer,
-    python_mirror: Mapping[str, str],
+    tmp_path: Path, site: Site
 ) -> None:
     project = tmp_path / "project"
     packages = install_fake_sdk(project)
@@ -136,12 +149,12 @@ def test_the_python_base_is_built_pushed_next_to_the_adapter_and_aliased(
     namespace = f"team-{uuid.uuid4().hex[:8]}"
     cache = tmp_path / "cache"
     settings, published, recorder = publish(
-        project, registry_open, namespace, settings_with(python_mirror, settings_file),
+        project, site.registry, namespace, settings_with(site.mirrors, settings_file),
         f"FROM {LOCAL_PYTHON}\nCOPY app app\n", cache=cache,
     )  # fmt: skip
 
     [base] = published
-    expected = f"{registry_open.host}/{namespace}/base-adapter:python-1.2.0@"
+    expected = f"{site.registry.host}/{namespace}/base-adapter:python-1.2.0@"
     assert (base.name, base.how, base.recipe) == (LOCAL_PYTHON, "podman", recipe_path(packages))
     assert str(base.reference).startswith(expected)
     assert base.summary() == (
@@ -154,7 +167,7 @@ def test_the_python_base_is_built_pushed_next_to_the_adapter_and_aliased(
         "a_key_mpkit_does_not_know": [1, 2], "aliases": {LOCAL_PYTHON: str(base.reference)},
     }  # fmt: skip
 
-    image = pulled(registry_open, str(base.reference), tmp_path)
+    image = pulled(site.registry, str(base.reference), tmp_path)
     assert image_file(image, PYTHON_MARKER.lstrip("/")) == b"python-1.2.0\n"
     assert json.loads(image.config_bytes)["config"]["User"] == "aria-ops-adapter-user"
 
@@ -167,32 +180,30 @@ def test_the_python_base_is_built_pushed_next_to_the_adapter_and_aliased(
     # Elsewhere (a CI runner, a teammate) with no alias: it is found, not built again.
     elsewhere = tmp_path / "elsewhere.json"
     again, found, told = publish(
-        project, registry_open, namespace, settings_with(python_mirror, elsewhere),
+        project, site.registry, namespace, settings_with(site.mirrors, elsewhere),
         f"FROM {LOCAL_PYTHON}\n", cache=tmp_path / "other-cache",
     )  # fmt: skip
     assert [(b.how, b.reference) for b in found] == [(FOUND, base.reference)]
-    assert told.lines[-1] == f"found {LOCAL_PYTHON} at {base.reference} and recorded the alias in {elsewhere}"
+    assert (
+        told.lines[-1]
+        == f"found {LOCAL_PYTHON} at {base.reference} and recorded the alias in {elsewhere}"
+    )
     assert not any(line.startswith("building") for line in told.lines)
     assert again.aliases[LOCAL_PYTHON] == str(base.reference)
 
     # With the alias set there is nothing to do.
-    unchanged, nothing, _ = publish(project, registry_open, namespace, again,
+    unchanged, nothing, _ = publish(project, site.registry, namespace, again,
                                     f"FROM {LOCAL_PYTHON}\n", cache=cache)  # fmt: skip
     assert (unchanged, nothing) == (again, [])
 
 
-def test_the_java_base_is_built_on_the_python_base_it_names(
-    tmp_path: Path,
-    engine_env: Podman,
-    registry_open: RegistryServer,
-    python_mirror: Mapping[str, str],
-) -> None:
+def test_the_java_base_is_built_on_the_python_base_it_names(tmp_path: Path, site: Site) -> None:
     project = tmp_path / "project"
     packages = install_fake_sdk(project, "venv-Java Pack")
     settings_file = tmp_path / "settings.json"
     namespace = f"java-{uuid.uuid4().hex[:8]}"
     settings, published, _ = publish(
-        project, registry_open, namespace, settings_with(python_mirror, settings_file),
+        project, site.registry, namespace, settings_with(site.mirrors, settings_file),
         f"FROM {LOCAL_JAVA}\n", cache=tmp_path / "cache",
     )  # fmt: skip
     assert [(b.name, b.recipe) for b in published] == [
@@ -201,7 +212,7 @@ def test_the_java_base_is_built_on_the_python_base_it_names(
     ]
     aliases = json.loads(settings_file.read_text())["aliases"]
     assert aliases == {b.name: str(b.reference) for b in published} == dict(settings.aliases)
-    java = pulled(registry_open, aliases[LOCAL_JAVA], tmp_path)
+    java = pulled(site.registry, aliases[LOCAL_JAVA], tmp_path)
     assert image_file(java, JAVA_MARKER.lstrip("/")) == b"java-1.2.0\n"
     assert image_file(java, PYTHON_MARKER.lstrip("/")) == b"python-1.2.0\n"
 
@@ -222,17 +233,14 @@ def _error(
 
 
 def test_a_failing_recipe_build_says_what_failed_and_how_to_do_it_by_hand(
-    tmp_path: Path,
-    engine_env: Podman,
-    registry_open: RegistryServer,
-    python_mirror: Mapping[str, str],
+    tmp_path: Path, site: Site
 ) -> None:
     project = tmp_path / "project"
     broken = {"Dockerfile": RECIPES["base-python-adapter"]["Dockerfile"].replace(
         "RUN chmod", "RUN echo the recipe failed && false && chmod")}  # fmt: skip
     packages = install_sdk(fake_venv(project / "venv-X"),
                            recipes={"base-python-adapter": broken})  # fmt: skip
-    error = _error(tmp_path, registry_open, python_mirror, project)
+    error = _error(tmp_path, site.registry, site.mirrors, project)
     assert error.message.startswith(
         f"FROM {LOCAL_PYTHON} names the SDK's Python base, which the VMware SDK builds from a "
         f"recipe it installs, and mpkit could not publish it: building it from "
@@ -244,12 +252,10 @@ def test_a_failing_recipe_build_says_what_failed_and_how_to_do_it_by_hand(
     assert f" {recipe_path(packages)}\n" in error.hint
 
 
-def test_engine_none_and_a_recipe_that_needs_one(
-    tmp_path: Path, engine_env: Podman, registry_open: RegistryServer
-) -> None:
+def test_engine_none_and_a_recipe_that_needs_one(tmp_path: Path, site: Site) -> None:
     project = tmp_path / "project"
     packages = install_fake_sdk(project)
-    error = _error(tmp_path, registry_open, {}, project, engine=EngineChoice.NONE)
+    error = _error(tmp_path, site.registry, {}, project, engine=EngineChoice.NONE)
     assert f"{recipe_path(packages)}/Dockerfile line 5: RUN" in error.message
     assert "--engine none rules out container engines" in error.message
     assert error.hint is not None and error.hint.startswith("publish it once with podman:")

@@ -171,7 +171,10 @@ def test_by_hand_without_an_engine_and_for_java(
     packages = install_fake_sdk(project)
     hint = publish_by_hand(LOCAL_JAVA, _context(project, None, target="127.0.0.1:5000/t/a",
                                                 plain_http=True))  # fmt: skip
-    python, java = "127.0.0.1:5000/t/base-adapter:python-1.2.0", "127.0.0.1:5000/t/base-adapter:java-1.2.0"
+    python, java = (
+        "127.0.0.1:5000/t/base-adapter:python-1.2.0",
+        "127.0.0.1:5000/t/base-adapter:java-1.2.0",
+    )
     lines = hint.splitlines()
     assert lines[0] == "install podman (or docker), then publish it once:"
     # The Java recipe starts FROM base-adapter:python-1.2.0: the Python build gives that name.
@@ -242,9 +245,10 @@ def test_without_an_alias_a_build_that_knows_no_target_says_how_for_this_languag
         "from a recipe it installs; no registry serves it and no image alias points at it"
     )
     assert error.hint is not None
-    assert f"podman build --platform linux/amd64 -t {LOCAL_JAVA} -t REGISTRY/NAMESPACE/" in error.hint
+    assert (
+        f"podman build --platform linux/amd64 -t {LOCAL_JAVA} -t REGISTRY/NAMESPACE/" in error.hint
+    )
     assert f"{recipe_path(sdk, 'java-adapter')}\n" in error.hint
     assert "REGISTRY/NAMESPACE/base-adapter:java-1.2.0" in error.hint
     for wrong in ("<sdk>", "python-1.0.0", "docker-archive:base.tar"):
         assert wrong not in error.hint
-

@@ -34,7 +34,9 @@ from mpkit.reference import Reference, Repository
 
 # Any "base-adapter:<tag>" without a registry is the SDK's local name.
 LOCAL_BASE = re.compile(r"^base-adapter:[A-Za-z0-9_.-]+$")
-_LANGUAGE_VERSION = re.compile(r"^base-adapter:(?P<language>[a-z]+)-(?P<version>[0-9][A-Za-z0-9.]*)$")
+_LANGUAGE_VERSION = re.compile(
+    r"^base-adapter:(?P<language>[a-z]+)-(?P<version>[0-9][A-Za-z0-9.]*)$"
+)
 SDK_PACKAGE = "vmware_aria_operations_integration_sdk"
 SDK_DISTRIBUTION = "vmware-aria-operations-integration-sdk"
 VERSIONS_FILE = "container_versions.json"
