@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from mpkit.cache.root import CacheRoot
+from mpkit.credentials import Credential
 from mpkit.engine import EngineChoice
 from mpkit.image.layout import OCILayoutWriter, read_oci_layout
 from mpkit.image.types import Image
@@ -31,7 +32,7 @@ from mpkit.imagebuild.sdkbases import (
     publish_sdk_bases,
 )
 from mpkit.reference import parse_reference, parse_repository
-from mpkit.registry import ClientOptions, open_client, pull_image
+from mpkit.registry import ClientOptions, open_client, pull_image, push_image, resolve_image
 from mpkit.registry.progress import NoProgress
 from mpkit.settings import Settings
 from tests.fixtures.podman import Podman
@@ -40,6 +41,7 @@ from tests.fixtures.sdkrecipe import (
     JAVA_MARKER,
     LOCAL_JAVA,
     LOCAL_PYTHON,
+    PYTHON_FROM,
     PYTHON_MARKER,
     RECIPES,
     fake_venv,
@@ -47,6 +49,7 @@ from tests.fixtures.sdkrecipe import (
     install_sdk,
     recipe_path,
 )
+from tests.verify.conftest import small_image
 
 PODMAN_ENV = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF",
               "REGISTRY_AUTH_FILE")  # fmt: skip
@@ -102,10 +105,12 @@ def publish(
     *,
     cache: Path,
     engine: EngineChoice = EngineChoice.AUTO,
+    credential: Credential | None = None,
 ) -> tuple[Settings, list[PublishedBase], Recorder]:
     recorder = Recorder()
     target = parse_repository(f"{registry.host}/{namespace}/adapter")
-    with open_client(registry.host, options=ClientOptions(), anonymous=True) as client:
+    with open_client(registry.host, options=ClientOptions(), anonymous=credential is None,
+                     explicit=credential) as client:  # fmt: skip
         request = SdkBaseRequest(
             project=project, target=target, client=client, settings=settings,
             client_options=ClientOptions(), cache_root=cache, engine=engine,
@@ -259,3 +264,49 @@ def test_engine_none_and_a_recipe_that_needs_one(tmp_path: Path, site: Site) -> 
     assert f"{recipe_path(packages)}/Dockerfile line 5: RUN" in error.message
     assert "--engine none rules out container engines" in error.message
     assert error.hint is not None and error.hint.startswith("publish it once with podman:")
+
+
+def test_a_base_beside_the_adapter_for_another_platform_is_refused(
+    tmp_path: Path, registry_open: RegistryServer
+) -> None:
+    namespace = f"arm-{uuid.uuid4().hex[:8]}"
+    arm = small_image(tmp_path, architecture="arm64")
+    target = parse_reference(f"{registry_open.host}/{namespace}/base-adapter:python-1.2.0")
+    with open_client(registry_open.host, options=ClientOptions(), anonymous=True) as client:
+        push_image(client, arm, target)
+    with pytest.raises(SdkBaseError) as failed:
+        publish(tmp_path / "project", registry_open, namespace,
+                Settings(path=tmp_path / "settings.json"), f"FROM {LOCAL_PYTHON}\n",
+                cache=tmp_path / "cache")  # fmt: skip
+    assert failed.value.message == (
+        f"{target} is a linux/arm64 image, and Aria Operations cloud proxies run linux/amd64"
+    )
+    assert not (tmp_path / "settings.json").exists()
+
+
+def test_a_recipe_the_native_builder_can_do_needs_no_engine_and_the_push_uses_the_builds_login(
+    tmp_path: Path,
+    registry_basic: RegistryServer,
+    python_mirror: Mapping[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MPKIT_STATE_DIR", str(tmp_path / "state"))
+    project = tmp_path / "project"
+    native = {"Dockerfile": f"FROM {PYTHON_FROM}\nWORKDIR /srv/recipe\nCOPY . .\n", "x.txt": "x\n"}
+    packages = install_sdk(fake_venv(project / "venv-N"),
+                           recipes={"base-python-adapter": native})  # fmt: skip
+    alice = Credential(username="alice", password=registry_basic.users["alice"], source="test")
+    namespace = f"native-{uuid.uuid4().hex[:8]}"
+    _, [base], _ = publish(
+        project, registry_basic, namespace, settings_with(python_mirror, tmp_path / "s.json"),
+        f"FROM {LOCAL_PYTHON}\n", cache=tmp_path / "cache", engine=EngineChoice.NONE,
+        credential=alice,
+    )  # fmt: skip
+    assert (base.how, base.recipe) == ("native", recipe_path(packages))
+    assert base.summary().startswith(
+        f"built {LOCAL_PYTHON} from {recipe_path(packages)} with mpkit's builder, pushed it to "
+        f"{registry_basic.host}/{namespace}/base-adapter:python-1.2.0@sha256:"
+    )
+    with open_client(registry_basic.host, options=ClientOptions(), explicit=alice) as client:
+        found = resolve_image(client, base.reference)
+    assert found.manifest.digest == base.reference.digest

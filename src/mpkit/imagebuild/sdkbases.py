@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,11 +152,22 @@ class _Publisher:
 
     def _already_published(self, reference: Reference) -> Reference | None:
         """*reference* pinned to what the registry holds, or None if it holds nothing."""
+        client = self.request.client
         try:
-            resolved = resolve_image(self.request.client, reference, DEFAULT_PLATFORM)
-        except MpkitError as exc:  # absent (the usual case), or unusable: build it
-            logger.info("%s is not in the registry yet (%s)", reference, exc.message)
+            resolved = resolve_image(client, reference, DEFAULT_PLATFORM)
+            config = json.loads(client.read_blob(reference.path, resolved.config))
+        except (MpkitError, ValueError) as exc:  # absent (the usual case), or unusable
+            logger.info("%s is not in the registry yet (%s)", reference, exc)
             return None
+        config = config if isinstance(config, dict) else {}
+        found = f"{config.get('os')}/{config.get('architecture')}"
+        if found != f"{DEFAULT_PLATFORM.os}/{DEFAULT_PLATFORM.architecture}":
+            raise SdkBaseError(
+                f"{reference} is a {found} image, and Aria Operations cloud proxies run "
+                f"{DEFAULT_PLATFORM}",
+                hint=f"replace it with a {DEFAULT_PLATFORM} build (e.g. 'podman build "
+                f"--platform {DEFAULT_PLATFORM} …'), or remove that tag so that mpkit builds it",
+            )
         return reference.with_digest(resolved.manifest.digest)
 
     def _build(self, name: str, search: RecipeSearch, needed_by: tuple[str, ...]) -> BuildResult:
