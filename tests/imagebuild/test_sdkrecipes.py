@@ -71,6 +71,22 @@ def test_without_container_versions_the_recipe_is_used_unconfirmed(tmp_path: Pat
     assert not recipe.version_known
 
 
+def test_an_unreadable_versions_file_leaves_the_recipe_unconfirmed(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    packages = install_fake_sdk(project)
+    versions = packages / "vmware_aria_operations_integration_sdk" / "container_versions.json"
+    for text in (
+        "[" * 100_000,
+        '{"base_image": [1, 2]}',
+        "not json",
+        '["a list"]',
+        '{"secondary_images": 5}',
+    ):
+        versions.write_text(text)
+        recipe = find_recipe(LOCAL_PYTHON, project, environ=NO_PATH).recipe
+        assert recipe is not None and not recipe.version_known, text
+
+
 def test_mp_init_environments_come_before_other_environments_of_the_project(
     tmp_path: Path,
 ) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from mpkit.imagebuild.sdkrecipes import (
     publish_reference,
 )
 from mpkit.interaction import Reporter
+from mpkit.jsonfile import parse_json
 from mpkit.reference import Reference, Repository
 from mpkit.registry import RegistryClient, blob_locations, push_image, resolve_image
 from mpkit.registry.transport import ClientOptions
@@ -155,7 +155,7 @@ class _Publisher:
         client = self.request.client
         try:
             resolved = resolve_image(client, reference, DEFAULT_PLATFORM)
-            config = json.loads(client.read_blob(reference.path, resolved.config))
+            config = parse_json(client.read_blob(reference.path, resolved.config))
         except (MpkitError, ValueError) as exc:  # absent (the usual case), or unusable
             logger.info("%s is not in the registry yet (%s)", reference, exc)
             return None

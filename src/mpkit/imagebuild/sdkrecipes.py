@@ -18,7 +18,6 @@ describes; :mod:`mpkit.imagebuild.sdkbases` builds and publishes, and
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import site
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.imagebuild.dockerfile import DockerfileError, parse_dockerfile
+from mpkit.jsonfile import parse_json
 from mpkit.reference import Reference, Repository
 
 # Any "base-adapter:<tag>" without a registry is the SDK's local name.
@@ -204,12 +204,16 @@ def _recipe_in(packages: Path, base: LocalBase) -> tuple[Recipe, str | None] | N
 def _versions(path: Path) -> dict[str, dict[str, str]]:
     """container_versions.json as language → {"path", "version"} (empty if unreadable)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return {}
     if not isinstance(data, dict):
         return {}
-    entries: list[Any] = [data.get("base_image"), *(data.get("secondary_images") or [])]
+    secondary = data.get("secondary_images")
+    entries: list[Any] = [
+        data.get("base_image"),
+        *(secondary if isinstance(secondary, list) else []),
+    ]
     out: dict[str, dict[str, str]] = {}
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("language"), str):
