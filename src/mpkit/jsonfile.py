@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,15 @@ def write_json_atomic(
     """Write *data* to a temp file beside *path*, fsync, then rename over it."""
     text = json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
     write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def rewrite_json_file(path: Path, data: dict[str, Any], *, indent: int = 4) -> None:
+    """Replace the JSON file *path* with *data* atomically, as its owner keeps it: a file
+    that is a symbolic link stays one (its target is rewritten), and an existing file
+    keeps its mode (a new one gets 0644). Raises OSError when it cannot be written."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o644
+    write_json_atomic(target, data, mode=mode, indent=indent)

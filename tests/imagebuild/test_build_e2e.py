@@ -521,8 +521,10 @@ HOSTILE = {
     ),
     "sdk-local-base-without-alias": Hostile(
         (
-            "FROM base-adapter:python-1.2.0 names a local image",
-            "publish that base",
+            "FROM base-adapter:python-1.2.0 names the SDK's Python base, which the VMware SDK "
+            "builds from a recipe it installs; no registry serves it and no image alias points "
+            "at it",
+            "'mpkit build' publishes it by itself, next to the adapter",
             "MPKIT_IMAGE_ALIASES=base-adapter:python-1.2.0=",
         ),
         _dockerfile("COPY app app", base="base-adapter:python-1.2.0"),

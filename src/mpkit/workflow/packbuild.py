@@ -21,6 +21,7 @@ from mpkit.describe import DescribeResults, describe_for_build, own_describe
 from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
+from mpkit.imagebuild.sdkbases import PublishedBase, SdkBaseRequest, publish_sdk_bases
 from mpkit.interaction import Prompter, Reporter
 from mpkit.pack.layout import pack_files
 from mpkit.pack.writer import ImageLocation, build_pack
@@ -28,7 +29,7 @@ from mpkit.project.globalconfig import remember_project
 from mpkit.project.load import load_project, save_container_repository
 from mpkit.project.model import GlobalConfig, Project
 from mpkit.reference import Reference, Repository
-from mpkit.registry import blob_locations, open_client, push_image
+from mpkit.registry import RegistryClient, blob_locations, open_client, push_image
 from mpkit.registry.responses import rate_limit_note
 from mpkit.registry.stats import TransferStats
 from mpkit.registry.transport import ClientOptions
@@ -77,6 +78,7 @@ class PackBuildOutcome:
     warnings: list[str] = field(default_factory=list)
     verification: VerifyReport | None = None
     describe: dict[str, Any] = field(default_factory=dict)
+    sdk_bases: list[PublishedBase] = field(default_factory=list)  # published by this build
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +104,7 @@ class PackBuildOutcome:
             "warnings": self.warnings,
             "verify": self.verification.to_dict() if self.verification else None,
             "describe": self.describe,
+            "sdk_bases": [base.to_dict() for base in self.sdk_bases],
             "seconds": round(self.seconds, 3),
         }
 
@@ -150,10 +153,11 @@ def _build_pack_flow(
             prompter=prompter, reporter=reporter,
         )  # fmt: skip
         with client:
+            settings, sdk_bases = _sdk_bases(project, targets.push, client, options, reporter)
             result = build_image(
                 BuildRequest(
                     project=project.root, cache_root=CacheRoot.default().path,
-                    settings=options.settings, client_options=options.client_options,
+                    settings=settings, client_options=options.client_options,
                     engine=options.engine, wheelhouse=options.wheelhouse, pull=options.pull,
                     allow_external_links=options.allow_external_links,
                 ),
@@ -200,13 +204,34 @@ def _build_pack_flow(
         pack=pack, image=Reference(targets.pull, tag, digest), pushed_to=pushed.reference,
         digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
         seconds=time.monotonic() - started, build=result, saved_repository=saved,
-        warnings=warnings, verification=verification,
+        warnings=warnings, verification=verification, sdk_bases=sdk_bases,
         describe=(
             {"source": "generated from the adapter", **described.definition.to_dict()}
             if described.definition
             else {"source": "conf/describe.xml", "api_version": described.api_version}
         ),
     )  # fmt: skip
+
+
+def _sdk_bases(
+    project: Project,
+    target: Repository,
+    client: RegistryClient,
+    options: PackBuildOptions,
+    reporter: Reporter,
+) -> tuple[Settings, list[PublishedBase]]:
+    """Publish the SDK local bases the Dockerfile needs beside the push target, with the
+    push's own client (see mpkit.imagebuild.sdkbases); the settings then alias them."""
+    try:
+        dockerfile = (project.root / "Dockerfile").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return options.settings, []  # the image build says what is wrong with it
+    request = SdkBaseRequest(
+        project=project.root, target=target, client=client, settings=options.settings,
+        client_options=options.client_options, cache_root=CacheRoot.default().path,
+        engine=options.engine, pull=options.pull,
+    )  # fmt: skip
+    return publish_sdk_bases(request, dockerfile, reporter=reporter, log=_both(reporter))
 
 
 def _both(reporter: Reporter) -> Any:
