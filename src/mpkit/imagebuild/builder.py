@@ -17,7 +17,7 @@ from mpkit.imagebuild.base import BaseImage, BaseResolver, base_reference, mirro
 from mpkit.imagebuild.context import BuildContext
 from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
 from mpkit.imagebuild.fallback import engine_build
-from mpkit.imagebuild.native import NativeBuild, StepReport, check_native
+from mpkit.imagebuild.native import SOURCE_BUILD_FEATURE, NativeBuild, StepReport, check_native
 from mpkit.imagebuild.stage import StageEvaluator
 from mpkit.reference import is_loopback_host
 from mpkit.registry.transport import ClientOptions
@@ -118,9 +118,8 @@ def _engine(
     )
     engines = find_engines(request.engine)
     if not engines:
-        raise ContainerEngineError(
-            f"{where}: {why}, and {request.engine.unavailable()}", hint=options_hint
-        )
+        hint = reason.hint if reason.feature == SOURCE_BUILD_FEATURE else options_hint
+        raise ContainerEngineError(f"{where}: {why}, and {request.engine.unavailable()}", hint=hint)
     engine = engines[0]
     log(f"{where}: {why}; building with {engine.name}")
     rewrites, plain_http = _from_rewrites(text, request)
