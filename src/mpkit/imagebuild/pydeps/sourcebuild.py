@@ -105,13 +105,14 @@ def native_builds(tree: Path, built: Iterable[str]) -> list[NativeBuild]:
 def failed_builds(stderr: str) -> list[NativeBuild]:
     """Source builds that uv reports as failed (or as giving a wheel for another platform),
     with the reason in a few words and the end of the build's output."""
-    names = [_requirement_name(m) for m in _FAILED_BUILD.findall(stderr)]
+    flat = " ".join(stderr.split())  # uv wraps long lines at the terminal's width
+    names = [_requirement_name(m) for m in _FAILED_BUILD.findall(flat)]
     if not names:
         return []
-    platform = _PLATFORM_WHEEL.search(stderr)
+    platform = _PLATFORM_WHEEL.search(flat)
     if platform:
         reason = f"built on this host it gives {platform[1]}, a wheel for this host only"
-    elif any(marker in stderr for marker in _BACKEND_FAILED):
+    elif any(marker in flat for marker in _BACKEND_FAILED):
         compiler = " (it needs a compiler)" if _COMPILER_WORDS.search(stderr) else ""
         reason = f"its build failed on this host{compiler}: {_tail(stderr)}"
     else:

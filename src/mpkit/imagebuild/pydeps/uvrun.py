@@ -426,17 +426,19 @@ def _failure(
     native = failed_builds(stderr)
     if native:
         return source_build_error(native, wheel_target=f"{target.abi}-{tag}")
-    names = tuple(dict.fromkeys(m for p in _NO_WHEEL_NAME for m in p.findall(stderr)))
+    flat = " ".join(stderr.split())  # uv wraps long lines at the terminal's width
+    names = tuple(dict.fromkeys(m for p in _NO_WHEEL_NAME for m in p.findall(flat)))
     if names:
         listed = ", ".join(names)
         return NoWheelError(
             f"no wheel of {listed} fits the image (CPython {target.version} {target.abi}, "
-            f"{tag}), and there is no source distribution to build one from. uv said: {detail}",
-            hint="build with --engine podman (the engine compiles it inside the image), "
+            f"{tag}), and no source distribution may be built instead (there is none, or "
+            f"the line says --only-binary). uv said: {detail}",
+            hint="build with --engine podman to run pip inside the image, "
             f"or put a wheel for {target.abi}-{tag} in a wheelhouse and pass --wheelhouse DIR",
             requirements=names,
         )
-    if any(marker in stderr for marker in _NETWORK_HINTS):
+    if any(marker in flat for marker in _NETWORK_HINTS):
         return PackageIndexError(
             f"the package index could not be used: {detail}",
             hint="check the network, proxy settings and index URL; TLS is verified with "
