@@ -23,7 +23,7 @@ class JSONLimitError(json.JSONDecodeError):
     """Text that may be well-formed JSON but goes beyond what mpkit reads."""
 
 
-def parse_json(text: str) -> Any:
+def parse_json(text: str | bytes) -> Any:
     """``json.loads(text)``, with every way hostile text can fail as a JSONDecodeError.
 
     Besides malformed JSON: nesting deeper than MAX_JSON_DEPTH (which would otherwise end
@@ -31,6 +31,8 @@ def parse_json(text: str) -> Any:
     Python converts (both JSONLimitError). The error's position points at the offending
     bracket or number.
     """
+    if isinstance(text, bytes):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
     too_deep = None
     try:
         value = json.loads(text)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.fakeengine import fake_engines  # noqa: F401  (shared fixture)
 from tests.fixtures.podman import Podman, isolated_podman
 from tests.fixtures.tools import in_ci
 

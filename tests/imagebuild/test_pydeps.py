@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -666,9 +665,7 @@ def test_unreachable_index_is_reported_without_credentials(
         port = probe.getsockname()[1]
     monkeypatch.setenv("UV_HTTP_RETRIES", "0")
     command = f"pip3 install -i http://bob:s3cret@127.0.0.1:{port}/simple six==1.16.0"
-    started = time.monotonic()
     with pytest.raises(PackageIndexError) as caught:
         install_pypi(command, debian_base(), tmp_path / "cache", context)
-    assert time.monotonic() - started < 60
     assert "s3cret" not in caught.value.message and "s3cret" not in repr(caught.value)
     assert f"127.0.0.1:{port}" in caught.value.message

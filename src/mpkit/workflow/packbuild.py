@@ -33,10 +33,11 @@ from mpkit.registry.responses import rate_limit_note
 from mpkit.registry.stats import TransferStats
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
-from mpkit.verify import VerifyReport, verify_pack
+from mpkit.verify import VerifyReport
 from mpkit.workflow.access import Targets, choose_targets, connect_for_push
 from mpkit.workflow.buildlock import project_build_lock
 from mpkit.workflow.buildlog import build_log
+from mpkit.workflow.verifying import verify_and_report
 
 log = logging.getLogger("mpkit.imagebuild")
 TAG_DIGEST_CHARS = 12
@@ -192,7 +193,9 @@ def _build_pack_flow(
         saved = _save_repository(project, targets)
         remember_project(options.global_config, project.root)  # as the SDK does
         log.info("pack %s, image %s@%s", pack, targets.pull, digest)
-        verification = _verify(pack, options, reporter) if options.verify else None
+        verification = (
+            verify_and_report(pack, options.client_options, reporter) if options.verify else None
+        )
     return PackBuildOutcome(
         pack=pack, image=Reference(targets.pull, tag, digest), pushed_to=pushed.reference,
         digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
@@ -204,19 +207,6 @@ def _build_pack_flow(
             else {"source": "conf/describe.xml", "api_version": described.api_version}
         ),
     )  # fmt: skip
-
-
-def _verify(pack: Path, options: PackBuildOptions, reporter: Reporter) -> VerifyReport:
-    """Issue #5: a failed verify is a warning on the build, which itself succeeded."""
-    report = verify_pack(pack, options=options.client_options)
-    log.info("%s", report.summary())
-    if report.ok:
-        reporter.info(report.summary())
-    else:
-        reporter.warn(report.summary())
-        for problem in report.problems:
-            reporter.warn(f"{problem.message}" + (f" ({problem.hint})" if problem.hint else ""))
-    return report
 
 
 def _both(reporter: Reporter) -> Any:
