@@ -23,7 +23,7 @@ from mpkit.imagebuild.dockerfile import (
 )
 from mpkit.imagebuild.enginefrom import EngineBases, plan_bases, scan_bases
 from mpkit.imagebuild.fallback import engine_build
-from mpkit.imagebuild.native import NativeBuild, StepReport, check_native
+from mpkit.imagebuild.native import SOURCE_BUILD_FEATURE, NativeBuild, StepReport, check_native
 from mpkit.imagebuild.stage import StageEvaluator
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
@@ -127,9 +127,8 @@ def _engine(
     )
     engines = find_engines(request.engine)
     if not engines:
-        raise ContainerEngineError(
-            f"{where}: {why}, and {request.engine.unavailable()}", hint=options_hint
-        )
+        hint = reason.hint if reason.feature == SOURCE_BUILD_FEATURE else options_hint
+        raise ContainerEngineError(f"{where}: {why}, and {request.engine.unavailable()}", hint=hint)
     engine = engines[0]
     log(f"{where}: {why}; building with {engine.name}")
     bases = _engine_bases(request, cache, text, dockerfile_path, log)
