@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mpkit.childenv import child_environment
 from mpkit.errors import UsageError
 
 MANIFEST = "manifest.txt"
@@ -133,7 +132,8 @@ def build_many(
         else:
             leaders[key] = threading.Event()
             waits.append(None)
-    runner = _Runner(arguments, child_environment(env), on_event)
+    # The builds are mpkit too: they get the environment as it is, credentials included.
+    runner = _Runner(arguments, dict(os.environ if env is None else env), on_event)
 
     def build(index: int) -> ProjectResult:
         project = projects[index]
