@@ -12,9 +12,11 @@ from mpkit.cli.common import (
     add_external_links_option,
     add_output_options,
     add_pull_option,
+    add_registry_cache_options,
     add_registry_options,
     allow_external_links,
     client_options,
+    registry_cache_args,
 )
 from mpkit.cli.output import Output, human_size, short
 from mpkit.cli.prompts import TerminalPrompter
@@ -97,6 +99,7 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, positional: bool) ->
         help="extra wheels for requirements PyPI has no target wheel for",
     )
     add_external_links_option(parser)
+    add_registry_cache_options(parser)
     add_registry_options(parser)
     add_output_options(parser)
 
@@ -157,6 +160,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         return _build_many(args, out, paths)
     prompter = TerminalPrompter(allowed=not args.no_ttl and not out.json_mode)
     settings = load_settings()
+    cache_from, cache_to = registry_cache_args(args)
     options = PackBuildOptions(
         project=_project_path(args, prompter),
         global_config=load_global_config(),
@@ -173,6 +177,9 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         wheelhouse=args.wheelhouse,
         pull=args.pull,
         allow_external_links=allow_external_links(args, settings),
+        cache_from=cache_from,
+        cache_to=cache_to,
+        registry_cache=not args.no_registry_cache,
     )
     try:
         outcome = build_pack_flow(options, prompter=prompter, reporter=out)
@@ -261,6 +268,12 @@ def _shared_flags(args: argparse.Namespace) -> list[str]:
     flags += ["--concurrency", str(args.concurrency), "--retries", str(args.retries)]
     if args.wheelhouse is not None:
         flags += ["--wheelhouse", str(args.wheelhouse.absolute())]
+    if args.no_registry_cache:
+        flags.append("--no-registry-cache")
+    for repository in args.cache_from:
+        flags += ["--cache-from", repository]
+    if args.cache_to:
+        flags += ["--cache-to", args.cache_to]
     for host in args.insecure_registry:
         flags += ["--insecure-registry", host]
     for path in args.ca_cert:

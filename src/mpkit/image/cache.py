@@ -17,7 +17,7 @@ from typing import BinaryIO
 from mpkit.cache.root import CacheRoot
 from mpkit.errors import ImageFormatError
 from mpkit.image import mediatypes as mt
-from mpkit.image.compress import gzip_layer
+from mpkit.image.compress import gunzip_digests, gzip_layer
 from mpkit.image.digest import digest_hex, hash_stream, validate_digest
 from mpkit.image.layerwriter import LayerEntry, write_layer
 from mpkit.image.types import Descriptor, Layer
@@ -115,6 +115,25 @@ class LayerCache:
         record = result.digest.encode() + b"\n"
         self.root.write_bytes(self.root.diffids / digest_hex(diff_id), record)
         return result.digest, result.size
+
+    def fetched_layer(self, descriptor: Descriptor, diff_id: str, chunks: Iterable[bytes]) -> Layer:
+        """Store the gzip layer *chunks* (e.g. downloaded) as *descriptor*, after checking
+        its digest, size and that it decompresses to *diff_id*; ImageFormatError if not."""
+        validate_digest(diff_id)
+        with self.root.output(label="layer") as sink:
+            for chunk in chunks:
+                sink.stream.write(chunk)
+            sink.stream.flush()
+            with open(sink.path, "rb") as written:
+                found = gunzip_digests(written, name=f"layer {descriptor.digest}")
+            if (found.digest, found.size) != (descriptor.digest, descriptor.size):
+                raise ImageFormatError(
+                    f"layer {descriptor.digest} arrived as {found.digest} ({found.size} bytes)"
+                )
+            _check_diff_id(found.diff_id, diff_id, f"layer {descriptor.digest}")
+            sink.commit(self.blob_path(descriptor.digest))
+        self.root.write_bytes(self.root.diffids / digest_hex(diff_id), descriptor.digest.encode())
+        return self._layer(descriptor.digest, descriptor.size, diff_id, descriptor.media_type)
 
     # -- layers built from entries -------------------------------------------------------------
     def write_layer(self, entries: Iterable[LayerEntry], media_type: str, *, mtime: int) -> Layer:

@@ -24,6 +24,7 @@ from mpkit.imagebuild.dockerfile import (
 from mpkit.imagebuild.enginefrom import EngineBases, plan_bases, scan_bases
 from mpkit.imagebuild.fallback import engine_build
 from mpkit.imagebuild.native import SOURCE_BUILD_FEATURE, NativeBuild, StepReport, check_native
+from mpkit.imagebuild.registrycache import RegistryLayerCache
 from mpkit.imagebuild.stage import StageEvaluator
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
@@ -42,6 +43,7 @@ class BuildRequest:
     wheelhouse: Path | None = None
     pull: bool = False  # ask the base's registry even if its tag was resolved recently
     allow_external_links: bool = False  # follow links that leave the project
+    registry_cache: RegistryLayerCache | None = None  # dependency layers shared by a team
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ def build_image(
         created=source_date_epoch(),
         wheelhouse=request.wheelhouse,
         log=log,
+        registry_cache=request.registry_cache,
     )
     try:
         result = native.run()

@@ -8,6 +8,7 @@ failed or cancelled build leaves the previous ones untouched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from mpkit.describe import DescribeResults, describe_for_build, own_describe
 from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
+from mpkit.imagebuild.registrycache import registry_cache_for
 from mpkit.imagebuild.sdkbases import PublishedBase, SdkBaseRequest, publish_sdk_bases
 from mpkit.interaction import Prompter, Reporter
 from mpkit.pack.layout import pack_files
@@ -61,6 +63,9 @@ class PackBuildOptions:
     pull: bool = False  # re-check the base image's tag now (--pull)
     wheelhouse: Path | None = None
     allow_external_links: bool = False  # follow links that leave the project (pack and image)
+    cache_from: tuple[Repository, ...] = ()  # more registry caches of dependency layers
+    cache_to: Repository | None = None  # record dependency layers here, not in the push target
+    registry_cache: bool = True  # --no-registry-cache: neither
 
 
 @dataclass
@@ -78,6 +83,7 @@ class PackBuildOutcome:
     warnings: list[str] = field(default_factory=list)
     verification: VerifyReport | None = None
     describe: dict[str, Any] = field(default_factory=dict)
+    registry_cache: dict[str, int] = field(default_factory=dict)  # hits, recorded
     sdk_bases: list[PublishedBase] = field(default_factory=list)  # published by this build
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +110,7 @@ class PackBuildOutcome:
             "warnings": self.warnings,
             "verify": self.verification.to_dict() if self.verification else None,
             "describe": self.describe,
+            "registry_cache": self.registry_cache,
             "sdk_bases": [base.to_dict() for base in self.sdk_bases],
             "seconds": round(self.seconds, 3),
         }
@@ -152,7 +159,11 @@ def _build_pack_flow(
             targets.push, options=options.client_options, explicit=options.credential,
             prompter=prompter, reporter=reporter,
         )  # fmt: skip
-        with client:
+        layer_cache = registry_cache_for(
+            client, targets.push, cache_from=options.cache_from, cache_to=options.cache_to,
+            enabled=options.registry_cache, options=options.client_options, warn=reporter.warn,
+        )  # fmt: skip
+        with client, contextlib.closing(layer_cache):
             settings, sdk_bases = _sdk_bases(project, targets.push, client, options, reporter)
             result = build_image(
                 BuildRequest(
@@ -160,6 +171,7 @@ def _build_pack_flow(
                     settings=settings, client_options=options.client_options,
                     engine=options.engine, wheelhouse=options.wheelhouse, pull=options.pull,
                     allow_external_links=options.allow_external_links,
+                    registry_cache=layer_cache,
                 ),
                 log=_both(reporter),
             )  # fmt: skip
@@ -169,6 +181,7 @@ def _build_pack_flow(
             with reporter.progress("push") as progress:
                 pushed = push_image(client, result.image, target, locations=blob_locations(),
                                     progress=progress)  # fmt: skip
+            cache_use = {"hits": layer_cache.hits, "recorded": layer_cache.publish()}
         # SPEC §5: the digest recorded is the one computed from the exact manifest bytes and
         # confirmed by the registry (push_image raises if they differ).
         warnings = _docker_hub_allowance(targets.pull, digest, options.client_options)
@@ -205,6 +218,7 @@ def _build_pack_flow(
         digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
         seconds=time.monotonic() - started, build=result, saved_repository=saved,
         warnings=warnings, verification=verification, sdk_bases=sdk_bases,
+        registry_cache=cache_use,
         describe=(
             {"source": "generated from the adapter", **described.definition.to_dict()}
             if described.definition
