@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mpkit.pack import ImageLocation, PackError, build_pack, check_consistency, open_pack
-from mpkit.pack.zipfile_det import DIR_MODE, FILE_MODE, FIXED_DATE_TIME
+from mpkit.pack.zipfile_det import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, FIXED_DATE_TIME
 from mpkit.project.links import ExternalLinkError
 from mpkit.project.model import Project
 from tests.fixtures.tools import require_tool
@@ -32,6 +32,10 @@ from tests.pack.projects import (
     write_project,
 )
 
+# The SDK's zip walk: every directory of resources/ (resources/empty/ too); a content/
+# directory when it holds anything, a .gitkeep included (content/supermetrics/), but not
+# when it is empty (content/policies, content/files/topowidget); no entries for the
+# directories of files named in manifest.txt (scripts/).
 PACK_NAMES = [
     "adapter.zip",
     "content/",
@@ -44,15 +48,18 @@ PACK_NAMES = [
     "content/dashboards/Existing/resources/Existing.properties",
     "content/dashboards/foo/",
     "content/dashboards/foo/Foo.json",
+    "content/files/",
+    "content/files/txtwidget/",
     "content/reports/",
     "content/reports/bar/",
     "content/reports/bar/Bar.xml",
+    "content/supermetrics/",
     "eula.txt",
     "icon.png",
     "manifest.txt",
     "resources/",
+    "resources/empty/",
     "resources/resources.properties",
-    "scripts/",
     "scripts/post_install.sh",
     "validate.py",
 ]
@@ -65,6 +72,7 @@ ADAPTER_NAMES = [
     f"{KIND}/conf/images/",
     f"{KIND}/conf/images/AdapterKind/",
     f"{KIND}/conf/images/AdapterKind/adapter.png",
+    f"{KIND}/conf/images/ResourceKind/",
     f"{KIND}/conf/resources/",
     f"{KIND}/conf/resources/resources.properties",
     f"{KIND}/conf/version.txt",
@@ -72,6 +80,7 @@ ADAPTER_NAMES = [
     "icon.png",
     "manifest.txt",
     "resources/",
+    "resources/empty/",
     "resources/resources.properties",
 ]
 CONF = (
@@ -155,10 +164,15 @@ def test_byte_identical_across_runs_and_copies(tmp_path: Path) -> None:
     shutil.copytree(first.root, copy, ignore=shutil.ignore_patterns("build"))
     for path in copy.rglob("*"):
         os.utime(path, (1_700_000_000, 1_700_000_000))
-        if path.is_file():
-            path.chmod(0o600)
-    (copy / "content/dashboards/Foo.json").chmod(0o755)
+        path.chmod(0o600 if path.is_file() else 0o700)
+    (copy / "content/dashboards/Foo.json").chmod(0o664)
     assert build_pack(load_project(copy), IMAGE).read_bytes() == pack_a
+
+    # Of the mode, the pack keeps what git keeps: whether the file is executable.
+    (copy / "content/dashboards/Foo.json").chmod(0o700)
+    with zipfile.ZipFile(build_pack(load_project(copy), IMAGE)) as archive:
+        info = archive.getinfo("content/dashboards/foo/Foo.json")
+    assert info.external_attr >> 16 == EXECUTABLE_MODE
 
 
 @pytest.mark.parametrize("via", ["location", "config"])
