@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mpkit.pack import ImageLocation, PackError, build_pack, check_consistency, open_pack
+from mpkit.pack.writer import check_pack_inputs
 from mpkit.pack.zipfile_det import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, FIXED_DATE_TIME
 from mpkit.project.links import ExternalLinkError
 from mpkit.project.model import Project
@@ -411,3 +412,25 @@ def test_unzip_accepts_and_extracts_the_pack(tmp_path: Path) -> None:
     subprocess.run([unzip, "-q", str(out / "adapter.zip"), "-d", str(out / "adapter")], check=True)
     assert (out / "adapter" / KIND / "conf").stat().st_mode & 0o777 == 0o755
     assert (out / "adapter" / f"{KIND}.conf").read_text() == CONF
+
+
+def test_a_dashboard_file_named_like_its_own_directory_stays_where_it_is(tmp_path: Path) -> None:
+    """mp_build moves each top-level file into <stem lower-cased>/; a lower-case file
+    without an extension would be moved onto itself, so it stays (as with the SDK)."""
+    project = write_project(tmp_path / "proj")
+    (project.root / "content/dashboards/notes").write_text("kept\n")
+    (project.root / "content/dashboards/README").write_text("moved\n")
+    names = read_zip(build_pack(project, IMAGE).read_bytes())
+    assert names["content/dashboards/notes"] == b"kept\n"
+    assert names["content/dashboards/readme/README"] == b"moved\n"
+    assert "content/dashboards/readme/" in names and "content/dashboards/notes/" not in names
+
+
+def test_check_pack_inputs_needs_no_image(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    files = check_pack_inputs(project)
+    assert ("validate.py", project.root / "validate.py") in files.scripts
+    assert "content/supermetrics" in files.content.directories
+    (project.root / "content/reports/Bad.properties").write_text("a=b\n")
+    with pytest.raises(PackError, match=r"content/reports/Bad\.properties"):
+        check_pack_inputs(project)
