@@ -21,9 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.describe.conftest import PODMAN_ENV
+from tests.describe.test_build_cli_e2e import init_sample_project
 from tests.describe.test_generate import SAMPLE_KIND, SAMPLE_NAME
-from tests.e2e.conftest import Mpkit, isolated_env
 from tests.fixtures.baseimage import SdkBase
 from tests.fixtures.podman import Podman
 from tests.fixtures.registry import RegistryServer
@@ -75,14 +74,8 @@ def test_a_wrong_adapter_kind_publishes_no_tag_and_is_caught_before_the_upload_n
     registry_open: RegistryServer,
     podman: Podman,
 ) -> None:
-    mpkit = Mpkit(root=tmp_path / "user", env=isolated_env(tmp_path / "user"))
-    env = {
-        "MPKIT_MIRRORS": f"projects.packages.broadcom.com={sdk_base.registry.host}",
-        **{key: podman.env[key] for key in PODMAN_ENV},
-    }
-    root = tmp_path / "local-machine"
-    mpkit.ok("init", str(root), "-n", SAMPLE_NAME, "-k", SAMPLE_KIND, "-d", "Reports on the "
-             "local machine", "--vendor", "Example Inc.", "--no-ttl", env=env)  # fmt: skip
+    init = init_sample_project(tmp_path, sdk_base, podman)
+    mpkit, env, root = init.mpkit, init.env, init.root
     assert json.loads((root / "manifest.txt").read_text())["display_name"] == "DISPLAY_NAME"
     set_adapter_kind(root, "WrongKind")
     first_repository = "e2e/check-first"

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mpkit.atomicfile import AtomicFile
 from mpkit.pack.conf import (
@@ -31,30 +32,10 @@ _KIND_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 Entries = dict[str, bytes | Path]
 
 
-def build_pack(
-    project: Project,
-    image: ImageLocation,
-    *,
-    insecure_collector: bool = False,
-    api_version: str = "1.0.0",
-    describe_xml: bytes | None = None,
-    resources_properties: bytes | None = None,
-    output_dir: Path | None = None,
-    allow_external_links: bool = False,
-) -> Path:
-    """Write the pack for *project* pointing at *image*; return its path.
-
-    *describe_xml* and *resources_properties* (e.g. generated from the adapter) replace
-    the project's ``conf/describe.xml`` and ``conf/resources/resources.properties``. The
-    registry is left out when *image.registry* is None or the project's config.json sets
-    ``use_default_registry``. Symbolic links leading out of the project are refused
-    unless *allow_external_links*.
-    """
-    return prepare_pack(
-        project, image, insecure_collector=insecure_collector, api_version=api_version,
-        describe_xml=describe_xml, resources_properties=resources_properties,
-        output_dir=output_dir, allow_external_links=allow_external_links,
-    ).write()  # fmt: skip
+def build_pack(project: Project, image: ImageLocation, **options: Any) -> Path:
+    """Write the pack for *project* pointing at *image*; return its path. The *options*
+    are :func:`prepare_pack`'s."""
+    return prepare_pack(project, image, **options).write()
 
 
 @dataclass(frozen=True)
@@ -91,7 +72,14 @@ def prepare_pack(
     output_dir: Path | None = None,
     allow_external_links: bool = False,
 ) -> PreparedPack:
-    """Everything :func:`build_pack` does except writing: every check that can fail."""
+    """The pack for *project* pointing at *image*, checked and assembled, ready to write.
+
+    *describe_xml* and *resources_properties* (e.g. generated from the adapter) replace
+    the project's ``conf/describe.xml`` and ``conf/resources/resources.properties``. The
+    registry is left out when *image.registry* is None or the project's config.json sets
+    ``use_default_registry``. Symbolic links leading out of the project are refused
+    unless *allow_external_links*. Every check that can fail is made here.
+    """
     image = image.validated()
     files = check_pack_inputs(project, allow_external_links=allow_external_links)
     manifest = project.manifest
