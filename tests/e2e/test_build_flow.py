@@ -730,7 +730,6 @@ def test_registry_failures_are_clear_and_touch_nothing(
     failure = REGISTRY_FAILURES[case](request)
     flow = copy_of(built_project, make_flow, env=failure.env)
     before = snapshot(flow.pack, flow.config)
-    started = time.monotonic()
     result = flow.fails(*failure.args)
     for text in failure.expected:
         assert text in result.stderr, result.stderr
@@ -743,7 +742,6 @@ def test_registry_failures_are_clear_and_touch_nothing(
     assert WRONG_PASSWORD.encode() not in (flow.project / "logs" / "build.log").read_bytes()
     # Checked before the image build: a failure costs no build time.
     assert "installing requirements" not in result.output
-    assert time.monotonic() - started < 30
 
 
 # -- AWS ECR through moto ----------------------------------------------------------------------

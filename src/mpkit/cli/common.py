@@ -197,3 +197,21 @@ def explicit_credential(args: argparse.Namespace) -> Credential | None:
             hint=f"pipe it with --password-stdin, or set {ENV_PASSWORD}",
         )
     return env_credential()
+
+
+def add_default_registry_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--default-registry",
+        metavar="HOST[:PORT]",
+        help="the installation's default registry, for packs built with --use-default-registry",
+    )
+
+
+def default_registry(args: argparse.Namespace) -> str | None:
+    value: str | None = args.default_registry
+    if value is None:
+        return None
+    try:
+        return normalize_registry(value)
+    except InvalidReferenceError as exc:
+        raise UsageError(f"--default-registry {value!r}: {exc.message}", hint=exc.hint) from None

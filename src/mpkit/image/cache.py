@@ -22,6 +22,8 @@ from mpkit.image.digest import digest_hex, hash_stream, validate_digest
 from mpkit.image.layerwriter import LayerEntry, write_layer
 from mpkit.image.types import Descriptor, Layer
 
+GZIP_LAYER_TYPES = frozenset({mt.DOCKER_LAYER_GZIP, mt.OCI_LAYER_GZIP})
+
 
 class LayerCache:
     """Layers in the cache root; ``hits``/``misses`` count diff_id look-ups in this process."""
@@ -80,6 +82,27 @@ class LayerCache:
             self.misses += 1
             digest, size = self._compress(diff_id, opener, where)
         return self._layer(digest, size, diff_id, media_type)
+
+    def adopt(self, layers: Iterable[Layer]) -> int:
+        """Record the gzip blobs of *layers* that the store holds (a pulled base's) as the
+        compressed form of their diff_ids, so that an image archive with the same layers
+        uncompressed gets these blobs back, with the digests registries already know,
+        instead of new compressions. Returns how many layers were adopted."""
+        adopted = 0
+        for layer in layers:
+            media_type = layer.descriptor.media_type
+            if layer.diff_id is None or media_type not in GZIP_LAYER_TYPES:
+                continue
+            if not _has_size(self.blob_path(layer.digest), layer.size):
+                continue
+            try:
+                record = self.root.diffids / digest_hex(validate_digest(layer.diff_id))
+            except ImageFormatError:
+                continue
+            adopted += 1
+            if self.lookup(layer.diff_id) != (layer.digest, layer.size):
+                self.root.write_bytes(record, layer.digest.encode() + b"\n")
+        return adopted
 
     def _compress(
         self, diff_id: str, opener: Callable[[], BinaryIO], where: str

@@ -27,11 +27,13 @@ from mpkit.imagebuild.copy import OverlayView, plan_copy, plan_workdir
 from mpkit.imagebuild.dockerfile import Dockerfile, Instruction, NeedsEngineError
 from mpkit.imagebuild.fsview import FilesystemView, normpath
 from mpkit.imagebuild.piprun import parse_pip_run
-from mpkit.imagebuild.pydeps import install_requirements
+from mpkit.imagebuild.pydeps import SourceBuildError, install_requirements
 from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
 from mpkit.imagebuild.targetcache import detect_target_cached
 
 LAYER_FORMAT = 2  # bump when the layers built from the same inputs change (cache keys)
+# A pip install that needs a source distribution built by the image's own compiler.
+SOURCE_BUILD_FEATURE = "pip-source-build"
 # Config keys the Dockerfile instructions own; every other key of the base's config
 # (Hostname, ArgsEscaped, …) is inherited untouched.
 MODELED_KEYS = {
@@ -227,18 +229,35 @@ class NativeBuild:
             f"line {instr.line}: installing requirements for python {target.version} "
             f"({target.libc} {target.arch}) as {target.user.name}"
         )
-        deps = install_requirements(
-            install,
-            context_root=self.context.root,
-            target=target,
-            workdir=self.evaluator.workdir,
-            cache=self.cache,
-            base=self.fs,
-            requirement_files=self._copied_files(),
-            wheelhouse=self.wheelhouse,
-            base_id=fs_id,
-        )
+        try:
+            deps = install_requirements(
+                install,
+                context_root=self.context.root,
+                target=target,
+                workdir=self.evaluator.workdir,
+                cache=self.cache,
+                base=self.fs,
+                requirement_files=self._copied_files(),
+                wheelhouse=self.wheelhouse,
+                base_id=fs_id,
+                warn=lambda message: self.log(f"warning: {message}"),
+                line_origin=f"{self._dockerfile_name()}:{instr.line}",
+            )
+        except SourceBuildError as exc:  # the engine runs the line with the image's compiler
+            raise NeedsEngineError(
+                exc.message, feature=SOURCE_BUILD_FEATURE, path=self.dockerfile.path,
+                line=instr.line, hint=exc.hint,
+            ) from exc  # fmt: skip
         self._layer(instr, deps.entries, key=f"pip-{LAYER_FORMAT}-{deps.cache_key}")
+
+    def _dockerfile_name(self) -> str:
+        """The Dockerfile as the user knows it: relative to the build context if inside."""
+        path = Path(self.dockerfile.path)
+        return (
+            path.relative_to(self.context.root).as_posix()
+            if path.is_relative_to(self.context.root)
+            else str(path)
+        )
 
     def _copied_files(self) -> dict[str, Path]:
         """Image path → host file, for everything this build copied so far."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from mpkit.errors import (
 from mpkit.image import mediatypes
 from mpkit.image.digest import sha256_digest
 from mpkit.image.types import Blob, Descriptor
+from mpkit.jsonfile import parse_json
 from mpkit.registry.progress import MOUNTED, UPLOADED, NoProgress, Progress
 from mpkit.registry.responses import error_detail, raise_for_status
 from mpkit.registry.stats import TransferStats
@@ -517,7 +517,7 @@ def _restart_if_session_lost(response: httpx.Response) -> None:
 def _media_type(data: bytes, content_type: str | None) -> str:
     """The manifest's own mediaType wins over Content-Type (image-spec manifest.md)."""
     try:
-        body = json.loads(data)
+        body = parse_json(data)
     except ValueError:
         body = {}
     declared = body.get("mediaType") if isinstance(body, dict) else None

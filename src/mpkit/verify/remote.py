@@ -8,7 +8,6 @@ config and every layer, and read the config for its platform.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,6 +27,7 @@ from mpkit.image import mediatypes
 from mpkit.image.digest import compute_digest, digest_algorithm
 from mpkit.image.select import DEFAULT_PLATFORM, match_score, select_platform
 from mpkit.image.types import Descriptor, Platform
+from mpkit.jsonfile import parse_json
 from mpkit.reference import Reference
 from mpkit.registry import RegistryClient
 from mpkit.verify import report as r
@@ -202,7 +202,7 @@ def _check_config_platform(
 
 def _parse(data: bytes, what: str) -> dict[str, Any]:
     try:
-        parsed = json.loads(data)
+        parsed = parse_json(data)
     except ValueError as exc:
         raise ImageFormatError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):

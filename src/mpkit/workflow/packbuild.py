@@ -36,6 +36,7 @@ from mpkit.engine import EngineChoice
 from mpkit.errors import RegistryError
 from mpkit.image.types import Image
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
+from mpkit.imagebuild.sdkbases import PublishedBase, SdkBaseRequest, publish_sdk_bases
 from mpkit.interaction import Prompter, Reporter
 from mpkit.pack.writer import ImageLocation, PreparedPack, check_pack_inputs, prepare_pack
 from mpkit.project.displayname import display_name
@@ -55,10 +56,11 @@ from mpkit.registry.responses import rate_limit_note
 from mpkit.registry.stats import TransferStats
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
-from mpkit.verify import VerifyReport, verify_pack
+from mpkit.verify import VerifyReport
 from mpkit.workflow.access import Targets, choose_targets, connect_for_push
 from mpkit.workflow.buildlock import project_build_lock
 from mpkit.workflow.buildlog import build_log
+from mpkit.workflow.verifying import verify_and_report
 
 log = logging.getLogger("mpkit.imagebuild")
 TAG_DIGEST_CHARS = 12
@@ -100,6 +102,7 @@ class PackBuildOutcome:
     warnings: list[str] = field(default_factory=list)
     verification: VerifyReport | None = None
     describe: dict[str, Any] = field(default_factory=dict)
+    sdk_bases: list[PublishedBase] = field(default_factory=list)  # published by this build
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +128,7 @@ class PackBuildOutcome:
             "warnings": self.warnings,
             "verify": self.verification.to_dict() if self.verification else None,
             "describe": self.describe,
+            "sdk_bases": [base.to_dict() for base in self.sdk_bases],
             "seconds": round(self.seconds, 3),
         }
 
@@ -175,10 +179,11 @@ def _build_pack_flow(
             prompter=prompter, reporter=reporter,
         )  # fmt: skip
         with client:
+            settings, sdk_bases = _sdk_bases(project, targets.push, client, options, reporter)
             result = build_image(
                 BuildRequest(
                     project=project.root, cache_root=CacheRoot.default().path,
-                    settings=options.settings, client_options=options.client_options,
+                    settings=settings, client_options=options.client_options,
                     engine=options.engine, wheelhouse=options.wheelhouse, pull=options.pull,
                     allow_external_links=options.allow_external_links,
                 ),
@@ -221,19 +226,42 @@ def _build_pack_flow(
         saved = _save_repository(project, targets)
         remember_project(options.global_config, project.root)  # as the SDK does
         log.info("pack %s, image %s@%s", pack, targets.pull, digest)
-        verification = _verify(pack, options, reporter) if options.verify else None
+        verification = (
+            verify_and_report(pack, options.client_options, reporter) if options.verify else None
+        )
     return PackBuildOutcome(
         pack=pack, image=Reference(targets.pull, tag, digest),
         pushed_to=Reference(targets.push, tag, digest),
         digest=digest, tag=tag, builder=result.builder, stats=pushed.stats,
         seconds=time.monotonic() - started, build=result, saved_repository=saved,
-        warnings=warnings, verification=verification,
+        warnings=warnings, verification=verification, sdk_bases=sdk_bases,
         describe=(
             {"source": "generated from the adapter", **described.definition.to_dict()}
             if described.definition
             else {"source": "conf/describe.xml", "api_version": described.api_version}
         ),
     )  # fmt: skip
+
+
+def _sdk_bases(
+    project: Project,
+    target: Repository,
+    client: RegistryClient,
+    options: PackBuildOptions,
+    reporter: Reporter,
+) -> tuple[Settings, list[PublishedBase]]:
+    """Publish the SDK local bases the Dockerfile needs beside the push target, with the
+    push's own client (see mpkit.imagebuild.sdkbases); the settings then alias them."""
+    try:
+        dockerfile = (project.root / "Dockerfile").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return options.settings, []  # the image build says what is wrong with it
+    request = SdkBaseRequest(
+        project=project.root, target=target, client=client, settings=options.settings,
+        client_options=options.client_options, cache_root=CacheRoot.default().path,
+        engine=options.engine, pull=options.pull,
+    )  # fmt: skip
+    return publish_sdk_bases(request, dockerfile, reporter=reporter, log=_both(reporter))
 
 
 def _tag(project: Project, digest: str) -> str:
@@ -266,19 +294,6 @@ def _prepare(
         resources_properties=described.resources_properties,
         allow_external_links=options.allow_external_links,
     )
-
-
-def _verify(pack: Path, options: PackBuildOptions, reporter: Reporter) -> VerifyReport:
-    """Issue #5: a failed verify is a warning on the build, which itself succeeded."""
-    report = verify_pack(pack, options=options.client_options)
-    log.info("%s", report.summary())
-    if report.ok:
-        reporter.info(report.summary())
-    else:
-        reporter.warn(report.summary())
-        for problem in report.problems:
-            reporter.warn(f"{problem.message}" + (f" ({problem.hint})" if problem.hint else ""))
-    return report
 
 
 def _both(reporter: Reporter) -> Any:
