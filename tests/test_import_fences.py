@@ -23,7 +23,9 @@ SOURCE = Path(mpkit.__file__).parent
 # Lower numbers are lower layers; a module may import its own package and lower layers.
 LAYERS: dict[str, int] = {
     # leaves: the standard library and errors only
-    **dict.fromkeys(("mpkit", "errors", "filelock", "childenv", "childproc", "statedir"), 0),
+    **dict.fromkeys(
+        ("mpkit", "errors", "filelock", "childenv", "childproc", "statedir", "javaproperties"), 0
+    ),
     **dict.fromkeys(("atomicfile", "exiting", "interaction", "background", "reference"), 1),
     "jsonfile": 2,
     # shared types and local state
