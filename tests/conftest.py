@@ -21,6 +21,7 @@ from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.passstore import pass_store  # noqa: F401  (shared fixture)
 from tests.fixtures.podman import podman  # noqa: F401  (shared fixture)
 from tests.fixtures.registry import Mode, RegistryServer, write_certs_d
+from tests.fixtures.sdkrecipe import python_mirror  # noqa: F401  (shared fixture)
 from tests.fixtures.sdkserverbase import sdk_server_base  # noqa: F401  (shared fixture)
 from tests.fixtures.skopeo import Skopeo
 from tests.fixtures.tempholder import holders  # noqa: F401  (shared fixture)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 POLL_SECONDS = 0.2  # Windows only: how often a blocking lock retries
 
@@ -74,4 +76,35 @@ def held_by_another(path: str | os.PathLike[str]) -> bool | None:
     except OSError:
         return None
     finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def held(
+    path: str | os.PathLike[str], *, on_wait: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Hold the lock on *path* (a file, created if missing, or on POSIX a directory) for
+    the ``with`` block, waiting while another process holds it; *on_wait* hears once that
+    it waits. Where the lock cannot be taken (the file system refuses locks, a directory
+    on Windows), the block runs unlocked."""
+    flags = os.O_RDONLY if Path(path).is_dir() else os.O_RDWR | os.O_CREAT
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError:
+        yield
+        return
+    locked = False
+    try:
+        try:
+            if not try_lock(fd):
+                if on_wait is not None:
+                    on_wait()
+                lock(fd)
+            locked = True
+        except OSError:
+            pass
+        yield
+    finally:
+        if locked:
+            unlock(fd)
         os.close(fd)

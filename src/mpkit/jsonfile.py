@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ class JSONLimitError(json.JSONDecodeError):
     """Text that may be well-formed JSON but goes beyond what mpkit reads."""
 
 
-def parse_json(text: str) -> Any:
+def parse_json(text: str | bytes) -> Any:
     """``json.loads(text)``, with every way hostile text can fail as a JSONDecodeError.
 
     Besides malformed JSON: nesting deeper than MAX_JSON_DEPTH (which would otherwise end
@@ -31,6 +32,8 @@ def parse_json(text: str) -> Any:
     Python converts (both JSONLimitError). The error's position points at the offending
     bracket or number.
     """
+    if isinstance(text, bytes):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
     too_deep = None
     try:
         value = json.loads(text)
@@ -123,3 +126,15 @@ def write_json_atomic(
     """Write *data* to a temp file beside *path*, fsync, then rename over it."""
     text = json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
     write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def rewrite_json_file(path: Path, data: dict[str, Any], *, indent: int = 4) -> None:
+    """Replace the JSON file *path* with *data* atomically, as its owner keeps it: a file
+    that is a symbolic link stays one (its target is rewritten), and an existing file
+    keeps its mode (a new one gets 0644). Raises OSError when it cannot be written."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o644
+    write_json_atomic(target, data, mode=mode, indent=indent)

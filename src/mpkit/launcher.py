@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
+from mpkit.exiting import exit_process
+
 # Commands that gain from a warm process and need no controlling terminal of their own
 # (they read prompts from the passed stdin). init, login/logout, registry, run, preload
 # and daemon always run in-process.
@@ -13,11 +15,11 @@ SERVED_COMMANDS = frozenset({"build", "image", "verify", "cache"})
 
 
 def mpkit() -> None:
-    sys.exit(launch("mpkit", sys.argv[1:]))
+    exit_process(launch("mpkit", sys.argv[1:]))
 
 
 def mp_build() -> None:
-    sys.exit(launch("mp-build", sys.argv[1:]))
+    exit_process(launch("mp-build", sys.argv[1:]))
 
 
 def mp_init() -> None:

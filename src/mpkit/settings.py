@@ -22,6 +22,9 @@ For CI, environment variables add to it: ``MPKIT_MIRRORS`` ("registry=mirror,...
 ``MPKIT_IMAGE_ALIASES`` ("name=reference,..."), ``MPKIT_INSECURE_REGISTRIES``
 ("host[:port],..."), ``MPKIT_REGISTRY_ENDPOINTS`` ("registry=host[:port],..."),
 ``MPKIT_BASE_RECHECK`` (seconds) and ``MPKIT_ALLOW_EXTERNAL_LINKS`` (1 or 0).
+
+``mpkit build`` writes one thing here: the alias of an SDK local base it published
+(:func:`record_alias`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from typing import Any
 import platformdirs
 
 from mpkit.errors import ConfigError, InvalidReferenceError
-from mpkit.jsonfile import load_json_object
+from mpkit.filelock import held
+from mpkit.jsonfile import load_json_object, rewrite_json_file
 from mpkit.project.links import ALLOW_ENV, ALLOW_SETTING
 from mpkit.reference import normalize_registry
 
@@ -103,6 +107,33 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         allow_external_links=_allow_external_links(data, env, path),
         path=path,
     )
+
+
+def record_alias(name: str, reference: str, path: Path | None = None) -> Path:
+    """Point the image alias *name* at *reference* in the settings file *path* (default:
+    :func:`settings_path`); returns the path.
+
+    The file is read and rewritten under a lock on its directory (two builds recording
+    aliases at once both keep theirs) and replaced atomically with its mode kept: every
+    other key, known or not, stays as it was. A settings file that is a symbolic link stays
+    one (its target is rewritten). Raises ConfigError when the file is invalid or cannot
+    be written."""
+    path = path or settings_path()
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with held(target.parent):
+            data = load_json_object(target, "mpkit settings file", hint=_HINT) or {}
+            aliases = _mapping(data, "aliases", path)
+            data["aliases"] = {**aliases, name: reference}
+            rewrite_json_file(target, data, indent=2)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the mpkit settings file {path}: {exc.strerror or exc}",
+            path=str(path),
+            hint=f"make {target.parent} writable, or set {ALIASES_ENV}={name}={reference}",
+        ) from None
+    return path
 
 
 def _allow_external_links(data: dict[str, Any], env: Mapping[str, str], path: Path) -> bool:

@@ -38,6 +38,9 @@ if mode == "fail":
 if mode == "badjson":
     print("this is not json " + json.dumps(store))
     sys.exit(0)
+if mode == "deepjson":
+    print("[" * 100000)
+    sys.exit(0)
 if verb == "get":
     entry = store.get(stdin)
     if entry is None:

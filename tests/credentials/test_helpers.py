@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -100,6 +99,15 @@ def test_malformed_get_output_is_not_quoted(
     assert "malformed JSON" in info.value.message and SECRET not in info.value.message
 
 
+def test_deeply_nested_output_is_malformed_json_not_a_crash(
+    fake_helper: FakeHelper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_HELPER_MODE", "deepjson")
+    with pytest.raises(CredentialError) as info:
+        helper().get(URL)
+    assert "malformed JSON" in info.value.message
+
+
 def test_missing_helper_names_program_and_config_key(fake_helper: FakeHelper) -> None:
     h = CredentialHelper("nonexistent", configured_by="credsStore in /c.json")
     with pytest.raises(CredentialError) as info:
@@ -111,10 +119,8 @@ def test_missing_helper_names_program_and_config_key(fake_helper: FakeHelper) ->
 
 def test_timeout(fake_helper: FakeHelper, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_HELPER_MODE", "hang")
-    start = time.monotonic()
     with pytest.raises(CredentialError) as info:
         CredentialHelper("fake", timeout=0.5).get(URL)
-    assert time.monotonic() - start < 10
     assert "did not answer within 0.5 s" in info.value.message
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import xml.etree.ElementTree as ET
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from mpkit.describe.schema import describe_problems
@@ -25,13 +26,15 @@ from tests.fixtures.podman import Podman
 from tests.fixtures.registry import RegistryServer
 
 
-def test_mpkit_init_then_mpkit_build_makes_a_complete_pack(
-    tmp_path: Path,
-    sdk_base: SdkBase,
-    registry_open: RegistryServer,
-    podman: Podman,
-    sdk_schema: Path,
-) -> None:
+@dataclass(frozen=True)
+class InitProject:
+    mpkit: Mpkit
+    env: dict[str, str]  # the SDK base's mirror and podman's configuration
+    root: Path
+
+
+def init_sample_project(tmp_path: Path, sdk_base: SdkBase, podman: Podman) -> InitProject:
+    """`mpkit init` of the sample adapter, as a user would run it."""
     mpkit = Mpkit(root=tmp_path / "user", env=isolated_env(tmp_path / "user"))
     env = {
         "MPKIT_MIRRORS": f"projects.packages.broadcom.com={sdk_base.registry.host}",
@@ -40,6 +43,18 @@ def test_mpkit_init_then_mpkit_build_makes_a_complete_pack(
     root = tmp_path / "local-machine"
     mpkit.ok("init", str(root), "-n", SAMPLE_NAME, "-k", SAMPLE_KIND, "-d", "Reports on the "
              "local machine", "--vendor", "Example Inc.", "--no-ttl", env=env)  # fmt: skip
+    return InitProject(mpkit, env, root)
+
+
+def test_mpkit_init_then_mpkit_build_makes_a_complete_pack(
+    tmp_path: Path,
+    sdk_base: SdkBase,
+    registry_open: RegistryServer,
+    podman: Podman,
+    sdk_schema: Path,
+) -> None:
+    init = init_sample_project(tmp_path, sdk_base, podman)
+    mpkit, env, root = init.mpkit, init.env, init.root
     repository = f"{registry_open.host}/e2e/init-build"
     built = mpkit.ok("build", str(root), "-r", repository, "--json", env=env, timeout=600)
     outcome = built.json()

@@ -22,9 +22,10 @@ from mpkit.describe import (
     offer_manifest_fix,
 )
 from mpkit.describe.convert import parse_units
-from mpkit.describe.names import NameKeys, escape_value
+from mpkit.describe.names import NameKeys
 from mpkit.describe.schema import BUNDLED_SCHEMA, describe_problems
 from mpkit.init import InitOptions, create_project
+from mpkit.javaproperties import escape_value, parse_properties
 from mpkit.project.load import load_project
 from mpkit.project.model import Project
 from tests.describe.conftest import GOLDEN
@@ -66,12 +67,7 @@ def golden_inputs() -> tuple[dict[str, Any], Any]:
 
 
 def properties_of(data: bytes) -> dict[str, str]:
-    out = {}
-    for line in data.decode("ascii").splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            out[key] = value.encode("ascii").decode("unicode_escape")
-    return out
+    return parse_properties(data.decode("ascii"))
 
 
 def attribute_paths(describe: ET.Element, kind: str) -> dict[str, ET.Element]:
@@ -116,13 +112,13 @@ def test_every_defined_item_is_in_describe_and_properties(tmp_path: Path) -> Non
     for key, unit in SAMPLE_METRICS.items():
         element = attributes[key]
         assert element.get("isProperty") == "false", key
-        assert element.get("unit") == unit, key
+        assert element.get("unit") == (unit or ""), key  # the SDK writes unit="" too
         assert element.get("dataType") in ("float", "integer")
         assert names[element.get("nameKey", "")], key
     for key in SAMPLE_PROPERTIES:
         element = attributes[key]
         assert element.get("isProperty") == "true" and element.get("dataType") == "string"
-    assert attributes["memory|used"].get("isKpi") == "true"
+    assert "isKpi" not in attributes["memory|used"].attrib  # as the SDK: not written
     assert attributes["cpu|logical_cpus"].get("isDiscrete") == "true"
 
     for kind, keys in SAMPLE_IDENTIFIERS.items():
@@ -160,7 +156,7 @@ def test_the_bundled_schema_refuses_what_the_sdk_schema_refuses(sdk_schema: Path
     broken = [
         good.replace(b'nameKey="8"', b'nameKey="eight"', 1),  # name keys are integers
         good.replace(b'type="7"', b'type="5"', 1),  # no such resource kind type
-        good.replace(b'isKpi="true"', b'isKpi="yes"', 1),
+        good.replace(b'isRate="false"', b'isRate="yes"', 1),
         good.replace(b"<ResourceKinds>", b"<ResourceKinds><Unknown/>", 1),
     ]
     for document in broken:
@@ -209,9 +205,10 @@ def test_enums_groups_flags_and_escaped_names(tmp_path: Path) -> None:
     describe_xml, properties = generate_describe(minimal_definition(), sample_project(tmp_path))
     root = ET.fromstring(describe_xml)  # noqa: S314
     assert root.get("version") == "3"
-    assert root.find(f"{NS}CredentialKinds") is None  # none defined
+    credentials = root.find(f"{NS}CredentialKinds")  # none defined: empty, as the SDK has it
+    assert credentials is not None and len(credentials) == 0
     instance = root.find(f"{NS}ResourceKinds/{NS}ResourceKind[@type='7']")
-    assert instance is not None and "credentialKind" not in instance.attrib
+    assert instance is not None and instance.get("credentialKind") == ""
     enums = instance.findall(f"{NS}ResourceIdentifier/{NS}enum")
     assert [(e.get("value"), e.get("default")) for e in enums] == [("fast", "false"),
                                                                    ("slow", "true")]  # fmt: skip
@@ -223,15 +220,17 @@ def test_enums_groups_flags_and_escaped_names(tmp_path: Path) -> None:
     assert (rx.get("unit"), rx.get("isRate"), rx.get("isImpact"), rx.get("keyAttribute")) == (
         "kbitps", "true", "true", "true")  # fmt: skip
     text = properties.decode("ascii")
-    assert "=\\u00dcn\\u00efcode Adapter" in text
-    assert ".description=How\\:" not in text and ".description=How:\\nfast = better" in text
+    assert "1 = \\u00dcn\\u00efcode Adapter\n" in text
+    assert ".description = How:\\nfast = better\n" in text
     assert properties_of(properties)["1"] == "Ünïcode Adapter"
 
 
 def test_name_keys_are_shared_by_equal_labels_and_stable() -> None:
     names = NameKeys()
     assert [names.key("Total"), names.key("Free"), names.key("Total")] == ["1", "2", "1"]
-    assert names.key("Total", "with a description") == "3"
+    assert names.key("Total", "with a description") == "1"  # one key per label
+    assert names.key("Total", "said again") == "1"
+    assert names.entries == {"1": "Total", "2": "Free", "1.description": "said again"}
     assert escape_value(" lead # x\\") == "\\ lead # x\\\\"
     assert escape_value("#comment") == "\\#comment"
     assert escape_value("😀") == "\\ud83d\\ude00"

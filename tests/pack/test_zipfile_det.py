@@ -10,7 +10,7 @@ import pytest
 
 from mpkit.pack import PackError, build_pack, open_pack
 from mpkit.pack.conf import parse_kind_conf, render_kind_conf, render_version_txt
-from mpkit.pack.zipfile_det import DeterministicZip
+from mpkit.pack.zipfile_det import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, DeterministicZip
 from tests.pack.projects import DIGEST, IMAGE, sdk_manifest, write_project
 
 
@@ -28,7 +28,30 @@ def test_order_of_adding_does_not_matter() -> None:
     first = archive_bytes(entries)
     assert archive_bytes(list(reversed(entries))) == first
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
-        assert archive.namelist() == ["a.txt", "b/", "b/c/", "b/c/y.txt", "b/x.txt"]
+        assert archive.namelist() == ["a.txt", "b/c/y.txt", "b/x.txt"]  # no implied directories
+
+
+def test_directory_entries_are_stored_where_added(tmp_path: Path) -> None:
+    (tmp_path / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (tmp_path / "run.sh").chmod(0o744)
+    archive = DeterministicZip()
+    archive.add_directory("b/c")
+    archive.add_bytes("b/c/y.txt", b"y")
+    archive.add_directory("empty")
+    archive.add_directory("empty")  # once is enough
+    archive.add_file("b/run.sh", tmp_path / "run.sh")
+    out = io.BytesIO()
+    archive.write_to(out)
+    with zipfile.ZipFile(out) as written:
+        found = {i.filename: (i.external_attr >> 16, i.compress_type) for i in written.infolist()}
+        directory_bits = {i.filename: i.external_attr & 0x10 for i in written.infolist()}
+    assert found == {
+        "b/c/": (DIR_MODE, zipfile.ZIP_STORED),
+        "b/c/y.txt": (FILE_MODE, zipfile.ZIP_DEFLATED),
+        "b/run.sh": (EXECUTABLE_MODE, zipfile.ZIP_DEFLATED),
+        "empty/": (DIR_MODE, zipfile.ZIP_STORED),
+    }
+    assert directory_bits == {"b/c/": 0x10, "b/c/y.txt": 0, "b/run.sh": 0, "empty/": 0x10}
 
 
 def test_files_on_disk_and_bytes_give_the_same_archive(tmp_path: Path) -> None:
@@ -54,6 +77,12 @@ def test_refuses_duplicates_and_file_directory_clashes() -> None:
     archive.add_bytes("a/b", b"")
     with pytest.raises(PackError, match="both a file and a directory"):
         archive.names()
+    with pytest.raises(PackError, match="both a file and a directory"):
+        archive.add_directory("a")
+    archive = DeterministicZip()
+    archive.add_directory("d")
+    with pytest.raises(PackError, match="both a file and a directory"):
+        archive.add_bytes("d", b"")
 
 
 def test_kind_conf_round_trip() -> None:

@@ -406,6 +406,7 @@ def test_the_first_failure_stops_the_other_workers() -> None:
     with FakeRegistry() as registry:
         transport = Transport(registry.host, credentials=None, options=fast(concurrency=2))
         started: list[int] = []
+        gave_up: list[int] = []  # workers that stopped waiting without seeing the abort
         lock = threading.Lock()
 
         def work(item: int) -> None:
@@ -414,16 +415,14 @@ def test_the_first_failure_stops_the_other_workers() -> None:
             if item == 0:
                 raise AccessDeniedError("denied", anonymous=True, registry=registry.host)
             # A transfer in flight, checking the abort flag as uploads and downloads do.
-            deadline = time.monotonic() + 10
-            while not transport.abort.is_set() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            if not transport.abort.wait(timeout=120):
+                gave_up.append(item)
             raise TransferAborted()
 
-        began = time.monotonic()
         with pytest.raises(AccessDeniedError):  # the root cause, not a sibling's abort
             run_all(transport, work, list(range(20)), name="test")
-        assert time.monotonic() - began < 3
         transport.close()
+    assert gave_up == []  # every sibling was stopped by the first failure
     assert len(started) <= 4  # queued items never start
 
 
@@ -432,7 +431,9 @@ def test_ctrl_c_stops_a_push_without_finishing_every_upload(
 ) -> None:
     src, image = unique_image(tmp_path)
     proxy = make_fault_proxy(registry_open)
-    proxy.delay("PUT", r"/blobs/uploads/", 1.5, times=None)
+    # An upload in flight takes a minute: a push that waited for it (instead of stopping
+    # at once) would outlast the wait below by far, whatever the machine's speed.
+    proxy.delay("PUT", r"/blobs/uploads/", 60, times=None)
     argv = [
         sys.executable,
         "-m",
@@ -453,21 +454,18 @@ def test_ctrl_c_stops_a_push_without_finishing_every_upload(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while proxy.count("POST", r"/blobs/uploads/") == 0:  # the first upload is under way
             assert proc.poll() is None and time.monotonic() < deadline, "push never started"
             time.sleep(0.02)
-        interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=40)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    elapsed = time.monotonic() - interrupted
     assert proc.returncode != 0
     assert "cancelled" in stderr
-    assert elapsed < 4.0, f"exit came {elapsed:.1f} s after SIGINT"
     assert proxy.count("PUT", r"/blobs/uploads/") < len(image.blobs())
 
 

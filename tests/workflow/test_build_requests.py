@@ -48,11 +48,12 @@ def test_an_app_only_build_asks_the_registry_only_what_it_must(
     env = flow_env(tmp_path / "user", base_registry_host=sdk_base.registry.host,
                    extra=creds_env(registry_token.users))  # fmt: skip
     cli = Mpkit(root=tmp_path / "user", env=env)
-    cli.ok("build", str(project), "--json", timeout=BUILD_TIMEOUT)
+    build = ("build", str(project), "--json", "--no-registry-cache")
+    cli.ok(*build, timeout=BUILD_TIMEOUT)
 
     change_app(project, "an app-only change")
     before = len(proxy.seen)
-    report = cli.ok("build", str(project), "--json", timeout=BUILD_TIMEOUT).json()
+    report = cli.ok(*build, timeout=BUILD_TIMEOUT).json()
     seen = proxy.seen[before:]
 
     blob = f"/v2/{REPOSITORY}/blobs/DIGEST"

@@ -97,7 +97,7 @@ def test_a_new_repository_is_checked_before_the_build(
     proxy = make_fault_proxy(registry_token)
     with access(proxy, "private/new", NoTerminal(), alice(registry_token)) as found:
         assert proxy.count("POST", UPLOADS) == 1  # done when connect_for_push returned
-        found.client()
+        found.proven()
     assert proxy.count("DELETE") == 1  # the session no push used, once (no delete grant)
 
 
@@ -125,9 +125,9 @@ def test_a_rebuild_is_checked_while_it_builds(
         # Returned while the registry has not answered anything: the build goes on.
         assert proxy.seen == []
         gate.set()
-        client = found.client()
+        client = found.proven()
         assert proxy.count("POST", UPLOADS) == SESSIONS_AHEAD
-        assert client is found.client()
+        assert client is found.client  # the one the build read with
 
 
 def test_a_refused_login_found_during_the_build_is_asked_for_on_a_terminal(
@@ -138,7 +138,8 @@ def test_a_refused_login_found_during_the_build_is_asked_for_on_a_terminal(
     pushed_before(proxy, path)
     terminal = Terminal("alice", registry_token.users["alice"])
     with access(proxy, path, terminal, None) as found:
-        client = found.client()
+        client = found.proven()
+        assert client is found.client  # the login typed goes into the build's client
         assert terminal.asked == [f"Username for {proxy.host}",
                                   f"Password or token for alice@{proxy.host}"]  # fmt: skip
         location, _ = client.start_upload(path)
@@ -157,7 +158,7 @@ def test_a_refused_login_without_a_terminal_names_the_fix(
         access(proxy, path, NoTerminal(), wrong) as found,
         pytest.raises(AuthenticationError, match="rejected the credentials") as raised,
     ):
-        found.client()
+        found.proven()
     assert "mpkit login" in (raised.value.hint or "")
     assert "Wr0ng-Passw0rd" not in str(raised.value) + (raised.value.hint or "")
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from mpkit.buildserver import wire
+from mpkit.exiting import lingering_threads
 
 REQUEST_TIMEOUT = 5.0
 KILL_GRACE_SECONDS = 5.0
@@ -133,12 +134,13 @@ def exit_now(code: int, client: socket.socket | None = None) -> NoReturn:
     """Exit as the interpreter would, minus tearing down every module (~30 ms here).
 
     Runs what a normal exit runs for the program: joins non-daemon threads (and lets
-    thread pools finish), atexit handlers (logging, weakref finalizers such as temporary
-    directories), and flushes the standard streams. Then tells the server the status on
-    *report*, so that the client is answered before this process is torn down.
+    thread pools finish) unless a cancelled transfer left one blocked (see
+    mpkit.exiting), atexit handlers (logging, weakref finalizers such as temporary
+    directories), and flushes the standard streams. Then tells the *client* the status,
+    so that it is answered before this process is torn down.
     """
     shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
+    if shutdown is not None and not lingering_threads():
         shutdown()
     atexit._run_exitfuncs()
     _flush_stdio()

@@ -10,7 +10,9 @@ from mpkit.background import StartError, lock_held, start_background, wait_until
 from mpkit.buildserver import client, paths
 from mpkit.errors import BuildServerError
 
-START_TIMEOUT = 20.0
+# Only for a server that hangs while starting: one that exits is noticed at once, so a
+# slow (cold, loaded) machine gets all the time it needs.
+START_TIMEOUT = 120.0
 STOP_TIMEOUT = 10.0
 # What the server itself needs; a command's own environment travels with each request,
 # so credentials in the starter's environment never sit in a long-lived process.

@@ -43,7 +43,7 @@ AREAS = (
     Area("base-checks", "when each base image tag was last resolved"),
     Area("fsindex", "layer listings, merged base filesystems and their Python targets"),
     Area("pydeps", "Python requirements installed by uv, by content key"),
-    Area("uv", "uv's own download cache"),
+    Area("uv", "uv's own cache: downloads, and wheels it built from source distributions"),
     Area("hostfs", "image files copied out to run the adapter on the host"),
     Area("describe-valid", "describe.xml files already validated against their schema"),
     Area("describe", "adapter definitions by image digest, API versions by base digest"),

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from mpkit import __version__
-from mpkit.cli import auth, cache, daemon, image, init, packbuild, registry, verify
+from mpkit.cli import auth, cache, daemon, image, init, packbuild, promote, registry, verify
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
 from mpkit.errors import EXIT_FAILED, MpkitError
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     image.register(commands)
     cache.register(commands)
     verify.register(commands)
+    promote.register(commands)
     registry.register(commands)
     daemon.register(commands)
     return parser

@@ -4,6 +4,8 @@ push it or write it out."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +13,14 @@ from mpkit.cache.root import CacheRoot
 from mpkit.cli.common import (
     add_external_links_option,
     add_pull_option,
+    add_registry_cache_options,
     add_remote_options,
     allow_external_links,
     client_options,
     explicit_credential,
     platform_arg,
     reference_arg,
+    registry_cache_args,
 )
 from mpkit.cli.output import Output, human_size
 from mpkit.engine import EngineChoice
@@ -25,6 +29,7 @@ from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.source import parse_source
 from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
+from mpkit.imagebuild.registrycache import registry_cache_for
 from mpkit.registry import blob_locations, open_client, push_image
 from mpkit.settings import load_settings
 
@@ -64,6 +69,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="extra wheels for requirements PyPI has no target wheel for",
     )
     add_external_links_option(build)
+    add_registry_cache_options(build)
     add_remote_options(build)
     build.set_defaults(handler=cmd_build)
 
@@ -97,25 +103,33 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         pull=args.pull,
         allow_external_links=allow_external_links(args, settings),
     )
-    result = build_image(request, log=out.info)
-    report = _report(result)
-    if target is not None:
-        with (
-            open_client(target.registry, options=options, explicit=credential) as client,
-            out.progress("push") as progress,
-        ):
-            pushed = push_image(
-                client, result.image, target, locations=blob_locations(), progress=progress
-            )
-        report["reference"] = str(pushed.reference)
-        report["push"] = pushed.stats.to_dict()
-        out.info(
-            f"pushed {pushed.reference}: {pushed.stats.blobs_uploaded} blob(s) uploaded "
-            f"({human_size(pushed.stats.bytes_uploaded)}), "
-            f"{pushed.stats.blobs_skipped} already present"
-        )
-    else:
+    if target is None:
+        result = build_image(request, log=out.info)
+        report = _report(result)
         report["output"] = _write_output(args.output, result)
+        out.result(report, result.image.digest)
+        return 0
+    sources, destination = registry_cache_args(args)
+    with open_client(target.registry, options=options, explicit=credential) as client:
+        cache = registry_cache_for(
+            client, target.repository, cache_from=sources, cache_to=destination,
+            enabled=not args.no_registry_cache, options=options, warn=out.warn,
+        )  # fmt: skip
+        with contextlib.closing(cache):
+            result = build_image(replace(request, registry_cache=cache), log=out.info)
+            report = _report(result)
+            with out.progress("push") as progress:
+                pushed = push_image(
+                    client, result.image, target, locations=blob_locations(), progress=progress
+                )
+            report["registry_cache"] = {"hits": cache.hits, "recorded": cache.publish()}
+    report["reference"] = str(pushed.reference)
+    report["push"] = pushed.stats.to_dict()
+    out.info(
+        f"pushed {pushed.reference}: {pushed.stats.blobs_uploaded} blob(s) uploaded "
+        f"({human_size(pushed.stats.bytes_uploaded)}), "
+        f"{pushed.stats.blobs_skipped} already present"
+    )
     out.result(report, result.image.digest)
     return 0
 

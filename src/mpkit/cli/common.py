@@ -13,7 +13,13 @@ from mpkit.errors import InvalidReferenceError, UsageError
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Platform
 from mpkit.project.links import ALLOW_ENV, ALLOW_FLAG
-from mpkit.reference import Reference, normalize_registry, parse_reference
+from mpkit.reference import (
+    Reference,
+    Repository,
+    normalize_registry,
+    parse_reference,
+    parse_repository,
+)
 from mpkit.registry.retry import RetryPolicy
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings, load_settings
@@ -42,6 +48,41 @@ def add_pull_option(parser: argparse.ArgumentParser) -> None:
         help="ask the base image's registry for its tag now, even if a build checked it "
         "within base_recheck_seconds (default 300)",
     )
+
+
+def add_registry_cache_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "registry cache (dependency layers shared through a registry)"
+    )
+    group.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="REPOSITORY",
+        help="also look for dependency layers here (before the push target)",
+    )
+    group.add_argument(
+        "--cache-to",
+        metavar="REPOSITORY",
+        help="record the dependency layers built here instead of in the push target",
+    )
+    group.add_argument(
+        "--no-registry-cache",
+        action="store_true",
+        help="neither look up nor record dependency layers in a registry",
+    )
+
+
+def registry_cache_args(
+    args: argparse.Namespace,
+) -> tuple[tuple[Repository, ...], Repository | None]:
+    """(--cache-from repositories, --cache-to repository), parsed; usage errors if bad."""
+    try:
+        sources = tuple(parse_repository(text) for text in args.cache_from)
+        destination = parse_repository(args.cache_to) if args.cache_to else None
+    except InvalidReferenceError as exc:
+        raise UsageError(f"--cache-from/--cache-to: {exc.message}", hint=exc.hint) from None
+    return sources, destination
 
 
 def add_external_links_option(parser: argparse.ArgumentParser) -> None:
@@ -198,3 +239,21 @@ def explicit_credential(args: argparse.Namespace) -> Credential | None:
             hint=f"pipe it with --password-stdin, or set {ENV_PASSWORD}",
         )
     return env_credential()
+
+
+def add_default_registry_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--default-registry",
+        metavar="HOST[:PORT]",
+        help="the installation's default registry, for packs built with --use-default-registry",
+    )
+
+
+def default_registry(args: argparse.Namespace) -> str | None:
+    value: str | None = args.default_registry
+    if value is None:
+        return None
+    try:
+        return normalize_registry(value)
+    except InvalidReferenceError as exc:
+        raise UsageError(f"--default-registry {value!r}: {exc.message}", hint=exc.hint) from None

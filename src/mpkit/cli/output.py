@@ -70,6 +70,15 @@ class Output:
         self.stderr.write(text + "\n")
         self.stderr.flush()
 
+    def jobs(self, names: list[str]) -> AbstractContextManager[Any]:
+        """One view of several jobs (a live table on a TTY, a line per event otherwise):
+        ``start(name)`` and ``done(name, ok, detail)``."""
+        if self.json_mode:
+            return _QuietJobs()
+        if self.interactive:
+            return _RichJobs(self.stderr, names)
+        return _LineJobs(self.stderr)
+
     def progress(self, verb: str) -> AbstractContextManager[Any]:
         """A progress renderer for a transfer (rich bars on a TTY, lines otherwise)."""
         if self.json_mode:
@@ -166,3 +175,70 @@ class _RichProgress(_Quiet):
         self.bars.update(
             task, completed=descriptor.size, description=f"{short(descriptor.digest)} {outcome}"
         )
+
+
+class _QuietJobs:
+    def __enter__(self) -> _QuietJobs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def start(self, name: str) -> None:
+        pass
+
+    def done(self, name: str, ok: bool, detail: str) -> None:
+        pass
+
+
+class _LineJobs(_QuietJobs):
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def _line(self, text: str) -> None:
+        with self.lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def start(self, name: str) -> None:
+        self._line(f"building {name}")
+
+    def done(self, name: str, ok: bool, detail: str) -> None:
+        self._line(f"{'built' if ok else 'FAILED'} {name}: {detail}")
+
+
+class _RichJobs(_QuietJobs):
+    def __init__(self, stream: TextIO, names: list[str]) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.states = dict.fromkeys(names, "waiting")
+        self.lock = threading.Lock()
+        self.live = Live(self._table(), console=Console(file=stream), auto_refresh=False)
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None)
+        for name, state in self.states.items():
+            table.add_row(name, state)
+        return table
+
+    def __enter__(self) -> _RichJobs:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+    def _set(self, name: str, state: str) -> None:
+        with self.lock:
+            self.states[name] = state
+            self.live.update(self._table(), refresh=True)
+
+    def start(self, name: str) -> None:
+        self._set(name, "building…")
+
+    def done(self, name: str, ok: bool, detail: str) -> None:
+        self._set(name, f"{'built' if ok else 'FAILED'}: {detail}")

@@ -12,17 +12,26 @@ from mpkit.cli.common import (
     add_external_links_option,
     add_output_options,
     add_pull_option,
+    add_registry_cache_options,
     add_registry_options,
     allow_external_links,
     client_options,
+    registry_cache_args,
 )
-from mpkit.cli.output import Output, human_size
+from mpkit.cli.output import Output, human_size, short
 from mpkit.cli.prompts import TerminalPrompter
 from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, env_credential
 from mpkit.engine import EngineChoice
-from mpkit.errors import MpkitError, UsageError
+from mpkit.errors import EXIT_FAILED, EXIT_OK, MpkitError, UsageError
 from mpkit.project.globalconfig import find_project, load_global_config, no_project_error
 from mpkit.settings import load_settings
+from mpkit.workflow.multibuild import (
+    GLOB_CHARACTERS,
+    ProjectResult,
+    build_many,
+    default_jobs,
+    expand_projects,
+)
 from mpkit.workflow.packbuild import PackBuildOptions, build_pack_flow
 
 ASK = "\0ask"  # -r/--registry-tag given without a value
@@ -30,9 +39,13 @@ ASK = "\0ask"  # -r/--registry-tag given without a value
 
 def add_build_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None:
     if positional:
-        parser.add_argument("path", nargs="?", type=Path, metavar="PATH",
+        parser.add_argument("path", nargs="*", metavar="PATH",
                             help="project directory (default: -p, the current directory, or "
-                            "the SDK's list of projects)")  # fmt: skip
+                            "the SDK's list of projects); several, or a quoted glob such as "
+                            "'packs/*', build many packs in one run")  # fmt: skip
+        parser.add_argument("-j", "--jobs", type=int, default=default_jobs(), metavar="N",
+                            help="with several projects: builds at once (default "
+                            f"{default_jobs()})")  # fmt: skip
     parser.add_argument("-p", "--path", dest="path_flag", type=Path, metavar="PATH",
                         help="project directory")  # fmt: skip
     parser.add_argument("-r", "--registry-tag", nargs="?", const=ASK, metavar="REPO",
@@ -86,6 +99,7 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, positional: bool) ->
         help="extra wheels for requirements PyPI has no target wheel for",
     )
     add_external_links_option(parser)
+    add_registry_cache_options(parser)
     add_registry_options(parser)
     add_output_options(parser)
 
@@ -129,7 +143,8 @@ def _credential(args: argparse.Namespace, out: Output) -> Credential | None:
 
 
 def _project_path(args: argparse.Namespace, prompter: TerminalPrompter) -> Path:
-    given = args.path_flag or getattr(args, "path", None)
+    paths = getattr(args, "path", None) or []
+    given = args.path_flag or (Path(paths[0]) if paths else None)
     global_config = load_global_config()
     found = find_project(given, cwd=Path.cwd(), global_config=global_config)
     if isinstance(found, Path):
@@ -140,8 +155,12 @@ def _project_path(args: argparse.Namespace, prompter: TerminalPrompter) -> Path:
 
 
 def cmd_build(args: argparse.Namespace, out: Output) -> int:
+    paths: list[str] = getattr(args, "path", None) or []
+    if len(paths) > 1 or any(GLOB_CHARACTERS & set(path) for path in paths):
+        return _build_many(args, out, paths)
     prompter = TerminalPrompter(allowed=not args.no_ttl and not out.json_mode)
     settings = load_settings()
+    cache_from, cache_to = registry_cache_args(args)
     options = PackBuildOptions(
         project=_project_path(args, prompter),
         global_config=load_global_config(),
@@ -158,6 +177,9 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
         wheelhouse=args.wheelhouse,
         pull=args.pull,
         allow_external_links=allow_external_links(args, settings),
+        cache_from=cache_from,
+        cache_to=cache_to,
+        registry_cache=not args.no_registry_cache,
     )
     try:
         outcome = build_pack_flow(options, prompter=prompter, reporter=out)
@@ -197,3 +219,101 @@ def build_mp_build_parser() -> argparse.ArgumentParser:
 
 def mp_build() -> None:
     sys.exit(mp_build_main())
+
+
+# -- many projects ------------------------------------------------------------------------
+def _build_many(args: argparse.Namespace, out: Output, patterns: list[str]) -> int:
+    for value, flag in ((args.path_flag, "-p"), (args.registry_tag, "-r/--registry-tag"),
+                        (args.push_registry, "--push-registry")):  # fmt: skip
+        if value is not None:
+            raise UsageError(
+                f"{flag} names one project's repository and cannot apply to several projects",
+                hint="set container_repository (and container_push_repository) in each "
+                "project's config.json",
+            )
+    projects = expand_projects(patterns)
+    env = dict(os.environ)
+    credential = _credential(args, out)
+    if credential is not None and credential.username and credential.password:
+        # Through the environment, never the children's argv.
+        env.update({ENV_USERNAME: credential.username, ENV_PASSWORD: credential.password})
+    names = [str(project) for project in projects]
+    with out.jobs(names) as view:
+
+        def event(kind: str, project: Path, result: ProjectResult | None) -> None:
+            if result is None:
+                view.start(str(project))
+            else:
+                view.done(str(project), result.ok, _summary(result))
+
+        results = build_many(projects, _shared_flags(args), jobs=args.jobs, env=env,
+                             on_event=event)  # fmt: skip
+    failed = [r for r in results if not r.ok]
+    data = {"ok": not failed, "results": [r.to_dict() for r in results]}
+    out.result(data, _table(results))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _shared_flags(args: argparse.Namespace) -> list[str]:
+    """The options every project's build gets (credentials travel in the environment)."""
+    flags: list[str] = []
+    for on, flag in ((args.use_default_registry, "--use-default-registry"),
+                     (args.insecure_collector_communication, "-i"),
+                     (args.no_verify, "--no-verify"), (args.pull, "--pull"),
+                     (args.allow_external_links, "--allow-external-links"),
+                     (getattr(args, "debug", False), "--debug")):  # fmt: skip
+        if on:
+            flags.append(flag)
+    flags += ["-P", str(args.port), "--engine", args.engine]
+    flags += ["--concurrency", str(args.concurrency), "--retries", str(args.retries)]
+    if args.wheelhouse is not None:
+        flags += ["--wheelhouse", str(args.wheelhouse.absolute())]
+    if args.no_registry_cache:
+        flags.append("--no-registry-cache")
+    for repository in args.cache_from:
+        flags += ["--cache-from", repository]
+    if args.cache_to:
+        flags += ["--cache-to", args.cache_to]
+    for host in args.insecure_registry:
+        flags += ["--insecure-registry", host]
+    for path in args.ca_cert:
+        flags += ["--ca-cert", str(path.absolute())]
+    return flags
+
+
+def _summary(result: ProjectResult) -> str:
+    if not result.ok:
+        return result.message
+    pushed = result.to_dict()["bytes_pushed"] or 0
+    return f"{result.seconds:.1f} s, {human_size(pushed)} pushed"
+
+
+def _table(results: list[ProjectResult]) -> str:
+    rows = [("PACK", "IMAGE DIGEST", "PUSHED", "TIME", "RESULT")]
+    for result in results:
+        data = result.to_dict()
+        pack = _shown(Path(data["pack"])) if data["pack"] else _shown(result.project)
+        digest = short(data["digest"]) if data["digest"] else "-"
+        pushed = human_size(data["bytes_pushed"]) if data["bytes_pushed"] is not None else "-"
+        outcome = "ok" if result.ok else f"failed: {_shorten(result.message)}"
+        rows.append((pack, digest, pushed, f"{result.seconds:.1f} s", outcome))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)), row[4]])
+             for row in rows]  # fmt: skip
+    failed = sum(not r.ok for r in results)
+    lines.append(f"{len(results) - failed} of {len(results)} pack(s) built")
+    return "\n".join(lines)
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    """One table cell of a long error (the whole one is printed as it happens, and is in
+    --json and in the project's logs/build.log)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shown(path: Path) -> str:
+    """*path* relative to the current directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

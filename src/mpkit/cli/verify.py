@@ -8,9 +8,11 @@ import shlex
 from pathlib import Path
 
 from mpkit.cli.common import (
+    add_default_registry_option,
     add_output_options,
     add_remote_options,
     client_options,
+    default_registry,
     explicit_credential,
 )
 from mpkit.cli.output import Output, human_size, short
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the same checks with your credentials, to tell a private image (exit 0, "
         "with a warning: preload it) from a missing one (exit 1)",
     )
-    _add_default_registry(verify)
+    add_default_registry_option(verify)
     add_remote_options(verify)
     verify.set_defaults(handler=cmd_verify)
 
@@ -67,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also pull the image (with your credentials) into this docker-archive, which "
         "docker load, podman load and ctr import accept under the pack's image name",
     )
-    _add_default_registry(preload)
+    add_default_registry_option(preload)
     add_remote_options(preload)
     preload.set_defaults(handler=cmd_preload)
 
@@ -93,27 +95,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="how long to wait for GET /apiVersion (default 60)")  # fmt: skip
     run.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                      help="let the engine pull from this registry over plain HTTP")  # fmt: skip
-    _add_default_registry(run)
+    add_default_registry_option(run)
     add_output_options(run)
     run.set_defaults(handler=cmd_run)
-
-
-def _add_default_registry(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--default-registry",
-        metavar="HOST[:PORT]",
-        help="the installation's default registry, for packs built with --use-default-registry",
-    )
-
-
-def _default_registry(args: argparse.Namespace) -> str | None:
-    value: str | None = args.default_registry
-    if value is None:
-        return None
-    try:
-        return normalize_registry(value)
-    except InvalidReferenceError as exc:
-        raise UsageError(f"--default-registry {value!r}: {exc.message}", hint=exc.hint) from None
 
 
 # -- verify ------------------------------------------------------------------------------
@@ -131,7 +115,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
         options=options,
         with_credentials=args.with_credentials,
         credential=credential,
-        default_registry=_default_registry(args),
+        default_registry=default_registry(args),
     )
     out.result(report.to_dict(), verify_text(report))
     for warning in report.warnings:
@@ -189,7 +173,7 @@ def cmd_preload(args: argparse.Namespace, out: Output) -> int:
             f"{args.pack} is inconsistent: {problems[0]}",
             hint="run 'mpkit verify' on it and rebuild it with mpkit build",
         )
-    ref = pack_image(contents).reference(_default_registry(args))
+    ref = pack_image(contents).reference(default_registry(args))
     script_path = args.output or args.pack.with_name(f"{args.pack.stem}-preload.sh")
     archive = None
     if args.archive is not None:
@@ -264,7 +248,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     result = run_pack(
         args.pack, EngineChoice.parse(args.engine, to_run=True), memory_mb=args.memory,
         host_port=args.port, keep=args.keep, timeout=args.timeout,
-        default_registry=_default_registry(args), insecure_registries=insecure, say=out.info,
+        default_registry=default_registry(args), insecure_registries=insecure, say=out.info,
     )  # fmt: skip
     lines = [
         f"Image:      {result.image}",

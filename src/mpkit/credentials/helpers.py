@@ -16,6 +16,7 @@ from typing import Any
 
 from mpkit.childenv import child_environment
 from mpkit.errors import CredentialError
+from mpkit.jsonfile import parse_json
 
 from .types import KIND_REGISTRY_TOKEN, Credential, redact
 
@@ -158,7 +159,7 @@ class CredentialHelper:
     def _parse_json(self, proc: subprocess.CompletedProcess[bytes], action: str) -> dict[str, Any]:
         # The output of `get` holds a secret, so it is never quoted in the error.
         try:
-            payload = json.loads(proc.stdout)
+            payload = parse_json(proc.stdout)
         except ValueError:
             raise self._bad_output(action) from None
         if not isinstance(payload, dict):

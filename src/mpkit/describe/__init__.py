@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpkit.describe.convert import UnitType
-from mpkit.describe.definition import DEFAULT_API_VERSION, DefinitionResult, adapter_definition
+from mpkit.describe.definition import (
+    DEFAULT_API_VERSION,
+    DefinitionResult,
+    ImageWayDeferred,
+    adapter_definition,
+)
 from mpkit.describe.errors import AdapterDefinitionError, AdapterKindMismatchError, DescribeError
 from mpkit.describe.generate import (
     check_adapter_kind,
@@ -41,6 +46,7 @@ __all__ = [
     "UnitType",
     "adapter_definition",
     "check_adapter_kind",
+    "describe_before_push",
     "describe_for_build",
     "fix_manifest_adapter_kind",
     "generate_describe",
@@ -72,20 +78,23 @@ def describe_for_build(
     insecure_registries: Collection[str] = (),
     cache_dir: Path | None = None,
     results: DescribeResults | None = None,
+    before_push: bool = False,
     log: Callable[[str], None] = lambda _m: None,
 ) -> BuildDescribe:
     """describe.xml for the pack: generated from the adapter, or the project's own.
 
     An adapter-kind mismatch with manifest.txt is offered for fixing on a terminal
     (*prompter*), and otherwise raised with the fix named. With *results*, what the
-    adapter said before about the same image is reused (see :func:`adapter_definition`).
+    adapter said before about the same image is reused (see :func:`adapter_definition`,
+    also for *before_push*).
     """
     own = own_describe(project, prompter)
     if own is not None:
         return own
     result = adapter_definition(
         project, image, engine=engine, way=way, pushed_reference=pushed_reference,
-        insecure_registries=insecure_registries, cache_dir=cache_dir, results=results, log=log,
+        insecure_registries=insecure_registries, cache_dir=cache_dir, results=results,
+        before_push=before_push, log=log,
     )  # fmt: skip
     log(f"adapter definition: {result.way} way ({result.reason}); API version "
         f"{result.api_version} ({result.api_version_source})")  # fmt: skip
@@ -101,6 +110,29 @@ def describe_for_build(
             result.definition, project, units=result.units, log=log
         )
     return BuildDescribe(project, describe_xml, properties, result.api_version, result)
+
+
+def describe_before_push(
+    project: Project,
+    image: Image,
+    *,
+    prompter: Prompter | None = None,
+    engine: EngineChoice = EngineChoice.AUTO,
+    cache_dir: Path | None = None,
+    results: DescribeResults | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> BuildDescribe | None:
+    """describe.xml for the pack, checked, when the adapter's definition can be had before
+    *image* is pushed: the project's own, the definition remembered for this very image,
+    or the host way when no engine will run the image. None when the image way is next:
+    it runs the pushed image (call :func:`describe_for_build` after the push)."""
+    try:
+        return describe_for_build(
+            project, image, prompter=prompter, engine=engine, cache_dir=cache_dir,
+            results=results, before_push=True, log=log,
+        )  # fmt: skip
+    except ImageWayDeferred:
+        return None
 
 
 def own_describe(project: Project, prompter: Prompter | None = None) -> BuildDescribe | None:

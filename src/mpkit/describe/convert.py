@@ -2,23 +2,25 @@
 
 The JSON is what ``AdapterDefinition.to_json()`` of PyPI's
 vmware-aria-operations-integration-sdk-lib writes (schema_version 1; 0 has plain enum
-values). The mapping follows the SDK's mp-build and the element and attribute types of
-describeSchema.xsd:
+values). The tree is the one the SDK's mp-build writes (its ``describe.json_to_xml``),
+element for element and attribute for attribute, in the same order:
 
-- ``AdapterKind`` key, ``version`` (describe_version) and the adapter label;
-- ``CredentialKinds``: one ``CredentialKind`` per credential type, a ``CredentialField``
-  per field (required, password, enum values, type);
+- ``AdapterKind`` key, the adapter label and ``version`` (describe_version);
+- ``CredentialKinds`` (written even when empty): one ``CredentialKind`` per credential
+  type, a ``CredentialField`` per field (required, dispOrder, password, enum, type);
 - ``ResourceKinds``: the adapter instance as ``type="7"`` with its parameters as
-  ``ResourceIdentifier`` and ``credentialKind`` listing every credential kind, then one
-  ``ResourceKind`` per object type with its identifiers;
-- metrics and properties as ``ResourceAttribute`` (unit, dataType, isProperty, isRate,
-  isDiscrete, isKpi, isImpact, keyAttribute, dashboardOrder), nested in ``ResourceGroup``
-  elements as the definition groups them;
+  ``ResourceIdentifier`` (``default=""`` when it has none) and ``credentialKind`` listing
+  every credential kind (``""`` when there are none), then one ``ResourceKind`` per
+  object type;
+- metrics and properties as ``ResourceAttribute`` (``unit=""`` when there is none),
+  nested in ``ResourceGroup`` elements as the definition groups them; a group lists its
+  subgroups before its attributes, as the SDK does;
 - ``UnitDefinitions`` from the unit table of the adapter's own library, when known.
 
-Where the SDK drops something the definition carries (``isKpi``, a string parameter's
-``length``, which enum value is the default) it is written here, because the schema
-has a place for it.
+As in the SDK, ``isKpi`` and a string parameter's ``length`` are not written: the
+product's defaults apply. One value differs on purpose: the ``enum`` entry that is the
+parameter's default says ``default="true"`` (the SDK compares the whole enum entry with
+the default value, so for schema_version 1 it always writes ``"false"``).
 """
 
 from __future__ import annotations
@@ -201,10 +203,10 @@ class _Converter:
                 "version": str(version),
             },
         )
-        credentials = read.items(self.json, "credential_types", "", optional=True)
+        credentials = ET.SubElement(root, tag("CredentialKinds"))
         credential_keys = [
-            self.credential_kind(item, f"credential_types[{n}]", root)
-            for n, item in enumerate(credentials)
+            self.credential_kind(item, f"credential_types[{n}]", credentials)
+            for n, item in enumerate(read.items(self.json, "credential_types", "", optional=True))
         ]
         kinds = ET.SubElement(root, tag("ResourceKinds"))
         instance = read.value(self.json, "adapter_instance", "")
@@ -212,17 +214,14 @@ class _Converter:
             kinds, instance, "adapter_instance", ADAPTER_INSTANCE_TYPE, credential_keys
         )
         for number, item in enumerate(read.items(self.json, "object_types", "", optional=True)):
-            self.resource_kind(kinds, item, f"object_types[{number}]", OBJECT_TYPE, [])
+            self.resource_kind(kinds, item, f"object_types[{number}]", OBJECT_TYPE, None)
         if units:
             self.unit_definitions(root, units)
         return root
 
     # -- credentials -------------------------------------------------------------------
-    def credential_kind(self, item: Any, where: str, root: ET.Element) -> str:
+    def credential_kind(self, item: Any, where: str, container: ET.Element) -> str:
         read = self.read
-        container = root.find(tag("CredentialKinds"))
-        if container is None:
-            container = ET.SubElement(root, tag("CredentialKinds"))
         key = read.text(item, "key", where)
         kind = ET.SubElement(
             container,
@@ -243,11 +242,8 @@ class _Converter:
                 "enum": _flag(read.boolean(field, "enum", spot, default=False)),
                 "type": read.choice(field, "type", spot, IDENTIFIER_TYPES),
             }
-            default = read.optional_text(field, "default", spot)
-            if default is not None:
-                attributes["default"] = default
             element = ET.SubElement(kind, tag("CredentialField"), attributes)
-            self.enum_values(element, field, spot, default)
+            self.enum_values(element, field, spot, read.optional_text(field, "default", spot))
         return key
 
     # -- resource kinds ----------------------------------------------------------------
@@ -257,41 +253,40 @@ class _Converter:
         item: Any,
         where: str,
         kind_type: str,
-        credential_keys: Sequence[str],
+        credential_keys: Sequence[str] | None,
     ) -> None:
+        """One ``ResourceKind``; the adapter instance's (*credential_keys* not None) names
+        its credential kinds, even when that list is empty."""
         read = self.read
         attributes = {
             "key": read.text(item, "key", where),
             "nameKey": self.names.key(read.label(item, where)),
             "type": kind_type,
         }
-        if credential_keys:
+        if credential_keys is not None:
             attributes["credentialKind"] = ",".join(credential_keys)
         kind = ET.SubElement(parent, tag("ResourceKind"), attributes)
         for number, identifier in enumerate(read.items(item, "identifiers", where, optional=True)):
             self.identifier(kind, identifier, f"{where}.identifiers[{number}]")
-        self.group_content(kind, item, where)
+        self.attributes(kind, item, where)
+        self.groups(kind, item, where)
 
     def identifier(self, parent: ET.Element, item: Any, where: str) -> None:
         read = self.read
         description = read.optional_text(item, "description", where)
         default = read.optional_text(item, "default", where)
         attributes = {
+            "default": default if default is not None else "",
             "key": read.text(item, "key", where),
             "nameKey": self.names.key(read.label(item, where), description),
             "required": _flag(read.boolean(item, "required", where, default=True)),
             "dispOrder": str(read.integer(item, "display_order", where, default=0)),
-            "type": read.choice(item, "type", where, IDENTIFIER_TYPES),
             "enum": _flag(read.boolean(item, "enum", where, default=False)),
+            "type": read.choice(item, "type", where, IDENTIFIER_TYPES),
             "identType": str(read.integer(item, "ident_type", where, default=1)),
-            # The SDK writes default="" when there is none; the product expects the attribute.
-            "default": default if default is not None else "",
         }
         if attributes["identType"] not in ("1", "2"):
             raise read.fail(f"{where}.ident_type", "must be 1 (identifying) or 2 (advanced)")
-        length = item.get("length") if isinstance(item, Mapping) else None
-        if length is not None:
-            attributes["length"] = str(read.integer(item, "length", where))
         element = ET.SubElement(parent, tag("ResourceIdentifier"), attributes)
         self.enum_values(element, item, where, default)
 
@@ -320,10 +315,14 @@ class _Converter:
             key=lambda v: self.read.integer(v, "display_order", f"{where}.enum_values", default=0),
         )
 
-    def group_content(self, parent: ET.Element, item: Any, where: str) -> None:
-        read = self.read
-        for number, attribute in enumerate(read.items(item, "attributes", where, optional=True)):
+    def attributes(self, parent: ET.Element, item: Any, where: str) -> None:
+        for number, attribute in enumerate(
+            self.read.items(item, "attributes", where, optional=True)
+        ):
             self.attribute(parent, attribute, f"{where}.attributes[{number}]")
+
+    def groups(self, parent: ET.Element, item: Any, where: str) -> None:
+        read = self.read
         for number, group in enumerate(read.items(item, "groups", where, optional=True)):
             spot = f"{where}.groups[{number}]"
             element = ET.SubElement(
@@ -338,7 +337,8 @@ class _Converter:
                     ),
                 },
             )
-            self.group_content(element, group, spot)
+            self.groups(element, group, spot)  # subgroups first, as the SDK writes them
+            self.attributes(element, group, spot)
 
     def attribute(self, parent: ET.Element, item: Any, where: str) -> None:
         read = self.read
@@ -349,23 +349,16 @@ class _Converter:
         attributes = {
             "key": read.text(item, "key", where),
             "nameKey": self.names.key(read.label(item, where)),
+            "unit": read.optional_text(item, "unit", where) or "",
+            "dashboardOrder": str(read.integer(item, "dashboard_order", where, default=0)),
+            "dataType": data_type,
+            "isProperty": _flag(is_property),
+            "isRate": _flag(read.boolean(item, "is_rate", where, default=False)),
+            "isDiscrete": _flag(read.boolean(item, "is_discrete", where, default=False)),
+            "isImpact": _flag(read.boolean(item, "is_impact", where, default=False)),
+            "defaultMonitored": "true",
+            "keyAttribute": _flag(read.boolean(item, "is_key_attribute", where, default=False)),
         }
-        unit = read.optional_text(item, "unit", where)
-        if unit:
-            attributes["unit"] = unit
-        attributes.update(
-            {
-                "dashboardOrder": str(read.integer(item, "dashboard_order", where, default=0)),
-                "dataType": data_type,
-                "isProperty": _flag(is_property),
-                "isRate": _flag(read.boolean(item, "is_rate", where, default=False)),
-                "isDiscrete": _flag(read.boolean(item, "is_discrete", where, default=False)),
-                "isKpi": _flag(read.boolean(item, "is_kpi", where, default=False)),
-                "isImpact": _flag(read.boolean(item, "is_impact", where, default=False)),
-                "defaultMonitored": "true",
-                "keyAttribute": _flag(read.boolean(item, "is_key_attribute", where, default=False)),
-            }
-        )
         ET.SubElement(parent, tag("ResourceAttribute"), attributes)
 
     # -- units -------------------------------------------------------------------------

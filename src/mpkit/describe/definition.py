@@ -39,6 +39,7 @@ from mpkit.engine.health import RECHECK_ENV
 from mpkit.errors import ContainerEngineError
 from mpkit.image.types import Image
 from mpkit.jsonfile import parse_json
+from mpkit.project.displayname import display_name
 from mpkit.project.model import Project
 
 Way = Literal["image", "host"]
@@ -124,6 +125,7 @@ def adapter_definition(
     results: DescribeResults | None = None,
     health: EngineHealth | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    before_push: bool = False,
     log: Callable[[str], None] = lambda _m: None,
 ) -> DefinitionResult:
     """Run *project*'s adapter_definition command from the built *image*.
@@ -134,7 +136,9 @@ def adapter_definition(
     loading an archive. *cache_dir* is the build cache (layer listings are kept there).
     With *results*, an image asked before is not asked again, and a base whose API
     version is known does not start its server. *health* remembers engines that cannot
-    run containers here (default: mpkit's state directory).
+    run containers here (default: mpkit's state directory). With *before_push* (the image
+    is not in the registry yet), ImageWayDeferred is raised instead of running the image
+    way: an engine gets the image fastest by pulling the pushed one.
     """
     if way not in WAYS:
         raise DescribeError(
@@ -144,10 +148,15 @@ def adapter_definition(
         found = DefinitionResult.from_record(results.definition(image) or {})
         if found is not None and way in ("auto", found.way):
             return found
+    health = health or EngineHealth.default()
+    if before_push and _image_way_next(engine, way, health):
+        raise ImageWayDeferred(
+            "the image way runs the image the engine pulls after the push", way=way
+        )
     known = results.api_version(image) if results is not None else None
-    log(f"asking the adapter of {project.manifest.display_name} for its definition")
+    log(f"asking the adapter of {display_name(project)} for its definition")
     asker = _Asker(project, image, pushed_reference, insecure_registries, cache_dir, timeout,
-                   known, health or EngineHealth.default(), log)  # fmt: skip
+                   known, health, log)  # fmt: skip
     result = asker.ask(engine, way)
     if results is not None:
         results.store_definition(image, result.to_record())
@@ -156,6 +165,21 @@ def adapter_definition(
                 image, KnownApiVersion(result.api_version, result.api_version_source)
             )
     return result
+
+
+class ImageWayDeferred(Exception):
+    """The definition is to come from the image way, once the image has been pushed."""
+
+    def __init__(self, reason: str, *, way: str) -> None:
+        super().__init__(reason)
+        self.way = way
+
+
+def _image_way_next(choice: EngineChoice, way: str, health: EngineHealth) -> bool:
+    """Whether the image way is the first to try: an engine that may run containers."""
+    if way not in ("auto", "image"):
+        return False
+    return any(health.verdict(e) is None for e in find_engines(choice, to_run=True))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""describe.xml and resources.properties from an adapter definition (SPEC §5, issue #7).
+"""describe.xml and resources.properties from an adapter definition.
 
 ``generate_describe`` checks that manifest.txt names the adapter kind the adapter
 defines, converts the definition, merges the project's conf/*.xml fragments, and
@@ -27,6 +27,7 @@ from mpkit.project.load import MANIFEST_NAME, load_project
 from mpkit.project.model import Project
 
 INDENT = "  "
+XML_DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"
 
 
 def generate_describe(
@@ -56,14 +57,18 @@ def generate_describe(
 
 
 def serialize(root: ET.Element) -> bytes:
-    """UTF-8 with a declaration, two-space indentation, the describe namespace as default."""
+    """The bytes the SDK writes (lxml's ``ElementTree.write(encoding="utf-8",
+    xml_declaration=True)`` after ``indent``): its declaration, two-space indentation,
+    ``<empty/>`` elements, no newline at the end."""
     ET.indent(root, space=INDENT)
     body = ET.tostring(root, encoding="unicode")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
+    # ElementTree closes an empty element with " />"; ">" is escaped everywhere else, so
+    # this only ever meets element ends.
+    return (XML_DECLARATION + body.replace(" />", "/>")).encode("utf-8")
 
 
 def check_adapter_kind(definition: Mapping[str, Any], project: Project) -> None:
-    """SPEC §3: manifest.txt's single adapter kind must be the describe key."""
+    """manifest.txt's single adapter kind must be the describe key (the adapter's own)."""
     defined = adapter_kind_of(definition)
     listed = project.manifest.adapter_kind
     if defined == listed:

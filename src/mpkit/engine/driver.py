@@ -9,7 +9,6 @@ HTTP to a registry, the archive format of ``save``, and how quickly ``rm`` stops
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +24,9 @@ from mpkit.engine.process import (
     run_captured,
     run_streamed,
 )
+from mpkit.engine.registriesconf import REGISTRIES_CONF_ENV
 from mpkit.errors import ContainerEngineError
+from mpkit.jsonfile import parse_json
 
 COMMAND_TIMEOUT = 120.0  # look-ups, container start and removal
 TRANSFER_TIMEOUT = 1800.0  # pull, load, save: whole images
@@ -146,21 +147,29 @@ class Engine:
         tag: str,
         platform: str,
         ignore_file: Path | None = None,
-        tls_verify: bool = True,
+        build_args: Mapping[str, str] | None = None,
+        registries_conf: Path | None = None,
         log: Log,
     ) -> None:
         """Build *dockerfile* with *context* as *tag*; the engine's output goes to *log*.
 
         *ignore_file* holds .dockerignore patterns, for the kinds that take one (see
         :attr:`EngineKind.takes_ignore_file`; docker reads the context's own .dockerignore).
-        *tls_verify* False lets the base come over plain HTTP.
+        *build_args* are ``--build-arg NAME=VALUE``. *registries_conf* is the registry
+        configuration (mirrors, insecure registries) for the kinds that read one; docker's
+        daemon has its own.
         """
         verb = "bud" if self.kind is EngineKind.BUILDAH else "build"
         args = [verb, "--platform", platform, "--file", str(dockerfile), "--tag", tag]
+        for name, value in (build_args or {}).items():
+            args += ["--build-arg", f"{name}={value}"]
         if ignore_file is not None and self.kind.takes_ignore_file:
             args += ["--ignorefile", str(ignore_file)]
-        self._execute([*args, *self._tls(tls_verify), str(context)], what="build", log=log,
-                      stream=True, hint="the lines above are the engine's own output")  # fmt: skip
+        env = None
+        if registries_conf is not None and self.kind.reads_registries_conf:
+            env = {REGISTRIES_CONF_ENV: str(registries_conf)}
+        self._execute([*args, str(context)], what="build", env=env, log=log, stream=True,
+                      hint="the lines above are the engine's own output")  # fmt: skip
 
     def local_image(self, reference: str) -> LocalImage | None:
         """The image local storage holds as *reference* (a name or an ID), or None."""
@@ -169,7 +178,7 @@ class Engine:
         result = self._execute(["image", "inspect", reference], what="image inspect",
                                check=False)  # fmt: skip
         try:
-            data = json.loads(result.stdout) if result.returncode == 0 else None
+            data = parse_json(result.stdout) if result.returncode == 0 else None
         except ValueError:
             return None
         found = data[0] if isinstance(data, list) and data else None
@@ -212,7 +221,7 @@ class Engine:
         if result.returncode != 0:
             return None
         try:
-            data = json.loads(result.stdout)
+            data = parse_json(result.stdout)
         except ValueError:
             return None
         return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None

@@ -28,6 +28,12 @@ class EngineKind(Enum):
         reads only the ``.dockerignore`` inside the build context."""
         return self is not EngineKind.DOCKER
 
+    @property
+    def reads_registries_conf(self) -> bool:
+        """Whether it takes mirrors and insecure registries from a containers-registries.conf
+        we name (``CONTAINERS_REGISTRIES_CONF``); docker's daemon has its own daemon.json."""
+        return self is not EngineKind.DOCKER
+
 
 def kinds_for(*, to_run: bool) -> tuple[EngineKind, ...]:
     """Every engine kind that can build (*to_run* False) or run containers, in order."""

@@ -6,7 +6,6 @@ Blobs are served straight from the archive by member offset; nothing is extracte
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from mpkit.image.types import (
     Platform,
     parse_json_object,
 )
+from mpkit.jsonfile import parse_json
 
 __all__ = ["LayerCache", "TarStore", "read_docker_archive", "read_oci_archive"]
 
@@ -146,7 +146,7 @@ def _select_oci_entry(reader: OCILayoutReader, ref: str | None) -> Descriptor | 
 def _parse_docker_manifest(tar: TarIndex) -> list[dict[str, Any]]:
     raw = tar.read("manifest.json", MAX_MANIFEST_SIZE)
     try:
-        entries = json.loads(raw)
+        entries = parse_json(raw)
     except ValueError as exc:
         raise ImageFormatError(f"manifest.json in {tar.archive} is not valid JSON: {exc}") from None
     if not isinstance(entries, list) or not entries:

@@ -17,10 +17,12 @@ from typing import BinaryIO
 from mpkit.cache.root import CacheRoot
 from mpkit.errors import ImageFormatError
 from mpkit.image import mediatypes as mt
-from mpkit.image.compress import gzip_layer
+from mpkit.image.compress import gunzip_digests, gzip_layer
 from mpkit.image.digest import digest_hex, hash_stream, validate_digest
 from mpkit.image.layerwriter import LayerEntry, write_layer
 from mpkit.image.types import Descriptor, Layer
+
+GZIP_LAYER_TYPES = frozenset({mt.DOCKER_LAYER_GZIP, mt.OCI_LAYER_GZIP})
 
 
 class LayerCache:
@@ -81,6 +83,27 @@ class LayerCache:
             digest, size = self._compress(diff_id, opener, where)
         return self._layer(digest, size, diff_id, media_type)
 
+    def adopt(self, layers: Iterable[Layer]) -> int:
+        """Record the gzip blobs of *layers* that the store holds (a pulled base's) as the
+        compressed form of their diff_ids, so that an image archive with the same layers
+        uncompressed gets these blobs back, with the digests registries already know,
+        instead of new compressions. Returns how many layers were adopted."""
+        adopted = 0
+        for layer in layers:
+            media_type = layer.descriptor.media_type
+            if layer.diff_id is None or media_type not in GZIP_LAYER_TYPES:
+                continue
+            if not _has_size(self.blob_path(layer.digest), layer.size):
+                continue
+            try:
+                record = self.root.diffids / digest_hex(validate_digest(layer.diff_id))
+            except ImageFormatError:
+                continue
+            adopted += 1
+            if self.lookup(layer.diff_id) != (layer.digest, layer.size):
+                self.root.write_bytes(record, layer.digest.encode() + b"\n")
+        return adopted
+
     def _compress(
         self, diff_id: str, opener: Callable[[], BinaryIO], where: str
     ) -> tuple[str, int]:
@@ -92,6 +115,25 @@ class LayerCache:
         record = result.digest.encode() + b"\n"
         self.root.write_bytes(self.root.diffids / digest_hex(diff_id), record)
         return result.digest, result.size
+
+    def fetched_layer(self, descriptor: Descriptor, diff_id: str, chunks: Iterable[bytes]) -> Layer:
+        """Store the gzip layer *chunks* (e.g. downloaded) as *descriptor*, after checking
+        its digest, size and that it decompresses to *diff_id*; ImageFormatError if not."""
+        validate_digest(diff_id)
+        with self.root.output(label="layer") as sink:
+            for chunk in chunks:
+                sink.stream.write(chunk)
+            sink.stream.flush()
+            with open(sink.path, "rb") as written:
+                found = gunzip_digests(written, name=f"layer {descriptor.digest}")
+            if (found.digest, found.size) != (descriptor.digest, descriptor.size):
+                raise ImageFormatError(
+                    f"layer {descriptor.digest} arrived as {found.digest} ({found.size} bytes)"
+                )
+            _check_diff_id(found.diff_id, diff_id, f"layer {descriptor.digest}")
+            sink.commit(self.blob_path(descriptor.digest))
+        self.root.write_bytes(self.root.diffids / digest_hex(diff_id), descriptor.digest.encode())
+        return self._layer(descriptor.digest, descriptor.size, diff_id, descriptor.media_type)
 
     # -- layers built from entries -------------------------------------------------------------
     def write_layer(self, entries: Iterable[LayerEntry], media_type: str, *, mtime: int) -> Layer:

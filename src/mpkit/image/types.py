@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, TypeVar
 from mpkit.errors import ImageFormatError, UsageError
 from mpkit.image import mediatypes as mt
 from mpkit.image.digest import compute_digest, digest_algorithm, validate_digest
+from mpkit.jsonfile import parse_json
 
 MAX_MANIFEST_SIZE = 4 << 20  # distribution registries refuse manifests above 4 MiB
 MAX_CONFIG_SIZE = 64 << 20
@@ -254,7 +255,7 @@ class Layer(Blob):
 
 def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        parsed = json.loads(data)
+        parsed = parse_json(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ImageFormatError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):

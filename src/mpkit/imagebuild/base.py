@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,22 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.cache.root import CacheRoot
+from mpkit.engine import EngineChoice, find_engines
 from mpkit.errors import ImageFormatError, InvalidReferenceError, MpkitError, RegistryError
 from mpkit.image import mediatypes
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.select import DEFAULT_PLATFORM
-from mpkit.image.types import Blob, Descriptor, Layer, Platform
+from mpkit.image.types import Blob, Descriptor, Image, Layer, Platform
+from mpkit.imagebuild.sdkmanual import ManualContext, describe_base, publish_by_hand
+from mpkit.imagebuild.sdkrecipes import LOCAL_BASE
 from mpkit.reference import Reference, parse_reference
 from mpkit.registry import blob_locations, open_client, resolve_image
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import ALIASES_ENV, Settings
 
 REF_NAME = "org.opencontainers.image.ref.name"
-# The VMware SDK (1.3.x) builds "base-adapter:<lang>-<version>" locally on first use.
-SDK_LOCAL_BASE = re.compile(r"^base-adapter:[A-Za-z0-9_.-]+$")
-SDK_PUBLIC_REPO = (
-    "projects.packages.broadcom.com/vmware_aria_operations_integration_sdk/base-adapter"
-)
 
 
 class BaseImageError(MpkitError):
@@ -77,19 +74,15 @@ def base_reference(name: str, settings: Settings) -> Reference:
                 f"the image alias for {name!r} is not a valid reference: {exc.message}",
                 hint=f"fix 'aliases' in {settings.path} or {ALIASES_ENV}",
             ) from exc
-    if SDK_LOCAL_BASE.match(name):
+    if LOCAL_BASE.match(name):
+        engines = find_engines(EngineChoice.AUTO)
+        manual = ManualContext(project=None, target=None,
+                               engine=engines[0].name if engines else None,
+                               settings=settings)  # fmt: skip
         raise BaseImageError(
-            f"FROM {name} names a local image: the VMware SDK builds it on first use from a "
-            "recipe it bundles, and no registry serves it",
-            hint=(
-                "publish that base once and point an alias at it: (1) build it with an engine "
-                f"from the SDK's recipe, e.g. 'podman build -t HOST/PATH/{name} <sdk>/images/"
-                "base-python-adapter' (python:3.11-slim-bookworm, apt upgrade, pip, the server), "
-                f"or re-tag the public '{SDK_PUBLIC_REPO}:python-1.0.0'; (2) push it: 'mpkit image "
-                f"push docker-archive:base.tar HOST/PATH/{name}'; (3) set the alias: "
-                f'{{"aliases": {{"{name}": "HOST/PATH/{name}"}}}} in {settings.path}, or '
-                f"{ALIASES_ENV}={name}=HOST/PATH/{name}"
-            ),
+            f"{describe_base(name)}; no registry serves it and no image alias points at it",
+            hint="'mpkit build' publishes it by itself, next to the adapter; by hand, "
+            + publish_by_hand(name, manual),
         )
     try:
         return parse_reference(name)
@@ -254,6 +247,15 @@ class BaseResolver:
             layers.append(Layer.from_blob(blob, diff_id))
         media_type = parsed.get("mediaType") or manifest.media_type
         return BaseImage(name, pinned, source, str(media_type), config, layers)
+
+
+def remember_base(cache: CacheRoot, reference: Reference, image: Image) -> None:
+    """Keep *image*, just published as *reference* (pinned by digest), as a pulled base:
+    a build FROM it then reads it from the cache instead of pulling it back."""
+    if reference.digest != image.digest:
+        raise ValueError(f"{reference} does not name image {image.digest}")
+    store = OCILayoutWriter(cache.path, temp_dir=cache.tmp)
+    store.write_image(image, _ref_name(reference))
 
 
 def _remember_location(source: Reference, digests: list[str]) -> None:

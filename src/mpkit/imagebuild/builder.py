@@ -13,13 +13,19 @@ from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import source_date_epoch
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Image, Platform
-from mpkit.imagebuild.base import BaseImage, BaseResolver, base_reference, mirror_candidates
+from mpkit.imagebuild.base import BaseImage, BaseResolver
 from mpkit.imagebuild.context import BuildContext
-from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
+from mpkit.imagebuild.dockerfile import (
+    Dockerfile,
+    DockerfileError,
+    NeedsEngineError,
+    parse_dockerfile,
+)
+from mpkit.imagebuild.enginefrom import EngineBases, plan_bases, scan_bases
 from mpkit.imagebuild.fallback import engine_build
-from mpkit.imagebuild.native import NativeBuild, StepReport, check_native
+from mpkit.imagebuild.native import SOURCE_BUILD_FEATURE, NativeBuild, StepReport, check_native
+from mpkit.imagebuild.registrycache import RegistryLayerCache
 from mpkit.imagebuild.stage import StageEvaluator
-from mpkit.reference import is_loopback_host
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
 
@@ -37,6 +43,7 @@ class BuildRequest:
     wheelhouse: Path | None = None
     pull: bool = False  # ask the base's registry even if its tag was resolved recently
     allow_external_links: bool = False  # follow links that leave the project
+    registry_cache: RegistryLayerCache | None = None  # dependency layers shared by a team
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,9 @@ def build_image(
         check_native(parsed)
     except NeedsEngineError as exc:
         return _engine(request, cache, context, text, exc, log)
+    requested = _engine_requested(parsed, request.engine)
+    if requested is not None:
+        return _engine(request, cache, context, text, requested, log)
     evaluator = StageEvaluator(
         parsed, build_args=request.build_args, platform=str(request.platform)
     )
@@ -92,6 +102,7 @@ def build_image(
         created=source_date_epoch(),
         wheelhouse=request.wheelhouse,
         log=log,
+        registry_cache=request.registry_cache,
     )
     try:
         result = native.run()
@@ -108,8 +119,9 @@ def _engine(
     reason: NeedsEngineError,
     log: Callable[[str], None],
 ) -> BuildResult:
-    line, why = reason.line or 1, reason.message
-    where = f"{request.dockerfile or request.project / 'Dockerfile'} line {line}"
+    line, why = reason.line or 1, reason.reason
+    dockerfile_path = str(request.dockerfile or request.project / "Dockerfile")
+    where = f"{dockerfile_path} line {line}"
     options_hint = (
         "use --engine auto (or podman, docker, buildah) with an engine installed, or change the "
         "Dockerfile to what the native builder supports: FROM, COPY/ADD of local files, ENV, ARG, "
@@ -118,36 +130,50 @@ def _engine(
     )
     engines = find_engines(request.engine)
     if not engines:
-        raise ContainerEngineError(
-            f"{where}: {why}, and {request.engine.unavailable()}", hint=options_hint
-        )
+        hint = reason.hint if reason.feature == SOURCE_BUILD_FEATURE else options_hint
+        raise ContainerEngineError(f"{where}: {why}, and {request.engine.unavailable()}", hint=hint)
     engine = engines[0]
     log(f"{where}: {why}; building with {engine.name}")
-    rewrites, plain_http = _from_rewrites(text, request)
+    bases = _engine_bases(request, cache, text, dockerfile_path, log)
     image = engine_build(
-        engine, context, text, platform=request.platform, from_rewrites=rewrites,
-        plain_http_base=plain_http, cache=LayerCache(cache), log=log,
+        engine, context, text, platform=request.platform, bases=bases, settings=request.settings,
+        insecure_registries=request.client_options.insecure_registries,
+        build_args=request.build_args, cache=LayerCache(cache), log=log,
     )  # fmt: skip
-    return BuildResult(image, engine.name, context.digest(), fallback_reason=f"line {line}: {why}")
+    return BuildResult(image, engine.name, context.digest(), bases.final_base,
+                       fallback_reason=f"line {line}: {why}")  # fmt: skip
 
 
-def _from_rewrites(text: str, request: BuildRequest) -> tuple[dict[str, str], bool]:
-    """FROM names → the reference an engine should pull (alias, then first mirror)."""
-    rewrites: dict[str, str] = {}
-    plain_http = False
+def _engine_bases(
+    request: BuildRequest, cache: CacheRoot, text: str, path: str, log: Callable[[str], None]
+) -> EngineBases:
+    """Every FROM of the Dockerfile through mpkit's settings."""
     try:
-        stages = parse_dockerfile(text).stages
-    except DockerfileError:
-        return rewrites, plain_http
-    names = {s.name for s in stages if s.name}
-    for stage in stages:
-        if stage.base in names or stage.base == "scratch" or "$" in stage.base:
-            continue
-        reference = mirror_candidates(base_reference(stage.base, request.settings),
-                                      request.settings)[0]  # fmt: skip
-        rewrites[stage.base] = str(reference)
-        if is_loopback_host(reference.registry) or (
-            reference.registry in request.client_options.insecure_registries
-        ):
-            plain_http = True
-    return rewrites, plain_http
+        parsed = parse_dockerfile(text, path=path)
+    except DockerfileError:  # only the engine can parse it (heredocs)
+        return scan_bases(text, path=path, settings=request.settings)
+
+    def resolve(name: str, platform: Platform) -> BaseImage:
+        resolver = BaseResolver(cache, settings=request.settings, options=request.client_options,
+                                platform=platform, warn=log, recheck=request.pull)  # fmt: skip
+        base = resolver.resolve(name)
+        log(f"base {name} → {base.source} ({base.digest or 'scratch'})")
+        return base
+
+    return plan_bases(parsed, build_args=request.build_args, platform=request.platform,
+                      settings=request.settings, resolve=resolve, log=log)  # fmt: skip
+
+
+def _engine_requested(dockerfile: Dockerfile, choice: EngineChoice) -> NeedsEngineError | None:
+    """With an engine chosen by name, every RUN line runs in it (a Dockerfile without
+    RUN needs no engine and is built natively: the same files, reproducibly)."""
+    if choice.kind is None:
+        return None
+    for stage in dockerfile.stages:
+        for instr in stage.instructions:
+            if instr.keyword == "RUN":
+                return NeedsEngineError(
+                    f"RUN goes to {choice.kind} (--engine {choice.kind})",
+                    feature="run", path=dockerfile.path, line=instr.line,
+                )  # fmt: skip
+    return None

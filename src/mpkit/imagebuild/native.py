@@ -27,11 +27,14 @@ from mpkit.imagebuild.copy import OverlayView, plan_copy, plan_workdir
 from mpkit.imagebuild.dockerfile import Dockerfile, Instruction, NeedsEngineError
 from mpkit.imagebuild.fsview import FilesystemView, normpath
 from mpkit.imagebuild.piprun import parse_pip_run
-from mpkit.imagebuild.pydeps import install_requirements
+from mpkit.imagebuild.pydeps import SourceBuildError, install_planned, plan_requirements
+from mpkit.imagebuild.registrycache import RegistryLayerCache, registry_key
 from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
 from mpkit.imagebuild.targetcache import detect_target_cached
 
 LAYER_FORMAT = 2  # bump when the layers built from the same inputs change (cache keys)
+# A pip install that needs a source distribution built by the image's own compiler.
+SOURCE_BUILD_FEATURE = "pip-source-build"
 # Config keys the Dockerfile instructions own; every other key of the base's config
 # (Hostname, ArgsEscaped, …) is inherited untouched.
 MODELED_KEYS = {
@@ -110,8 +113,10 @@ class NativeBuild:
         created: int,
         wheelhouse: Path | None,
         log: Callable[[str], None],
+        registry_cache: RegistryLayerCache | None = None,
     ) -> None:
         self.dockerfile = dockerfile
+        self.registry_cache = registry_cache
         self.base = base
         self.base_runtime: dict[str, Any] = dict(base.config.get("config") or {})
         self.evaluator = StageEvaluator(
@@ -227,18 +232,67 @@ class NativeBuild:
             f"line {instr.line}: installing requirements for python {target.version} "
             f"({target.libc} {target.arch}) as {target.user.name}"
         )
-        deps = install_requirements(
-            install,
-            context_root=self.context.root,
-            target=target,
-            workdir=self.evaluator.workdir,
-            cache=self.cache,
-            base=self.fs,
-            requirement_files=self._copied_files(),
-            wheelhouse=self.wheelhouse,
-            base_id=fs_id,
+
+        def warn(message: str) -> None:
+            self.log(f"warning: {message}")
+
+        try:
+            plan = plan_requirements(
+                install,
+                context_root=self.context.root,
+                target=target,
+                workdir=self.evaluator.workdir,
+                cache=self.cache,
+                base=self.fs,
+                requirement_files=self._copied_files(),
+                wheelhouse=self.wheelhouse,
+                warn=warn,
+                line_origin=f"{self._dockerfile_name()}:{instr.line}",
+            )
+            key = f"pip-{LAYER_FORMAT}-{plan.key}"
+            if self._from_registry_cache(instr, key):
+                return
+            deps = install_planned(plan, cache=self.cache, base=self.fs, base_id=fs_id, warn=warn)
+        except SourceBuildError as exc:  # the engine runs the line with the image's compiler
+            raise NeedsEngineError(
+                exc.message, feature=SOURCE_BUILD_FEATURE, path=self.dockerfile.path,
+                line=instr.line, hint=exc.hint,
+            ) from exc  # fmt: skip
+        self._layer(instr, deps.entries, key=key)
+        if self.registry_cache is not None and self.base.digest is not None:
+            self.registry_cache.remember(registry_key(self.base.digest, key), self.layers[-1])
+
+    def _from_registry_cache(self, instr: Instruction, key: str) -> bool:
+        """On a machine that never built this layer, take it from the registry cache
+        (no package index, no resolver): True when it did."""
+        if (
+            self.registry_cache is None
+            or self.base.digest is None
+            or self.store.cached(key, self.layer_media) is not None
+        ):
+            return False
+        layer = self.registry_cache.fetch(registry_key(self.base.digest, key), self.store)
+        if layer is None:
+            return False
+        self.log(f"line {instr.line}: the dependency layer {layer.digest} came from the "
+                 "registry cache")  # fmt: skip
+        self.store.remember(key, layer)
+        self.layers.append(layer)
+        # Later steps see the files the layer holds, read from the layer itself.
+        self.fs = OverlayView(
+            LayeredFilesystem([*self.base.layers, *self.layers], cache=self.cache)
         )
-        self._layer(instr, deps.entries, key=f"pip-{LAYER_FORMAT}-{deps.cache_key}")
+        self._record(instr, layer, cached=True)
+        return True
+
+    def _dockerfile_name(self) -> str:
+        """The Dockerfile as the user knows it: relative to the build context if inside."""
+        path = Path(self.dockerfile.path)
+        return (
+            path.relative_to(self.context.root).as_posix()
+            if path.is_relative_to(self.context.root)
+            else str(path)
+        )
 
     def _copied_files(self) -> dict[str, Path]:
         """Image path → host file, for everything this build copied so far."""

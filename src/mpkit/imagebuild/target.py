@@ -104,6 +104,13 @@ class PythonTarget:
         """Distributions already in the image: canonical name -> version."""
         return {name: dist.version for name, dist in self.distributions.items()}
 
+    @property
+    def pip_version(self) -> str | None:
+        """The version of the pip that ``pip install`` runs (the first pip dist-info on
+        its sys.path), None when the image has none."""
+        pip = self.distributions.get("pip")
+        return pip.version if pip is not None else None
+
 
 def canonical_name(name: str) -> str:
     """PEP 503 normalisation ("Foo_Bar.baz" -> "foo-bar-baz")."""

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mpkit.describe.names import escape_value
+from mpkit.javaproperties import escape_value
 
 SDK_BASE_IMAGE = (
     "projects.packages.broadcom.com/vmware_aria_operations_integration_sdk/"

@@ -4,13 +4,17 @@ The pack holds the eula and icon named in manifest.txt, the scripts it names,
 ``resources/**`` and ``content/**``; adapter.zip holds the eula, icon, ``resources/**`` and
 ``conf/**``. Symbolic links are followed (as the SDK's copytree does), within the project's
 link policy (:mod:`mpkit.project.links`).
+
+Directory entries are those the SDK's zip walk writes: every directory of ``resources/``
+and ``conf/``, empty or not, and every directory of ``content/`` that holds anything (a
+``.gitkeep`` counts, although the file itself is left out).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from mpkit.pack.errors import PackError
@@ -24,14 +28,22 @@ Files = list[tuple[str, Path]]  # (entry name, file)
 
 
 @dataclass(frozen=True)
+class Tree:
+    """A project directory as zip entries: its files and its directory entries."""
+
+    files: Files = field(default_factory=list)
+    directories: list[str] = field(default_factory=list)  # entry names, without "/"
+
+
+@dataclass(frozen=True)
 class PackFiles:
     """The project files that go into a pack, by where they go."""
 
     named: Files  # eula and icon: the pack and adapter.zip
     scripts: Files  # validation, pre- and post-install scripts: the pack
-    resources: Files  # resources/**: the pack and adapter.zip
-    content: Files  # content/**: the pack
-    conf: Files  # conf/** (entry names start with "conf/"): adapter.zip, under <KIND>/
+    resources: Tree  # resources/**: the pack and adapter.zip
+    content: Tree  # content/**: the pack
+    conf: Tree  # conf/** (entry names start with "conf"): adapter.zip, under <KIND>/
 
 
 def pack_files(project: Project, *, allow_external_links: bool = False) -> PackFiles:
@@ -57,16 +69,20 @@ def pack_files(project: Project, *, allow_external_links: bool = False) -> PackF
     )
 
 
-def tree_files(directory: Path, prefix: str, links: LinkPolicy) -> Files:
-    """Every regular file under *directory* as (``prefix/relative/path``, path).
+def tree_files(
+    directory: Path, prefix: str, links: LinkPolicy, *, empty_directories: bool = True
+) -> Tree:
+    """Every regular file under *directory* as (``prefix/relative/path``, path), and its
+    directories (*directory* itself as *prefix*).
 
     Symbolic links are followed unless *links* refuses them; ``.gitkeep`` files are left
-    out, and so are directories without files. A missing *directory* gives no files.
+    out. Without *empty_directories*, a directory with nothing in it (not even a
+    ``.gitkeep``) gets no entry. A missing *directory* gives nothing.
     """
     links.check_path(directory)
     if not directory.is_dir():
-        return []
-    found: list[tuple[str, Path]] = []
+        return Tree()
+    tree = Tree()
     active: set[tuple[int, int]] = set()
 
     def walk(current: Path, arc: str) -> None:
@@ -81,6 +97,8 @@ def tree_files(directory: Path, prefix: str, links: LinkPolicy) -> Files:
         try:
             with os.scandir(current) as entries:
                 children = sorted(entries, key=lambda entry: entry.name)
+            if children or empty_directories:
+                tree.directories.append(arc)
             for child in children:
                 if child.name in SKIPPED_NAMES:
                     continue
@@ -91,12 +109,12 @@ def tree_files(directory: Path, prefix: str, links: LinkPolicy) -> Files:
                 if kind == "dir":
                     walk(path, f"{arc}/{child.name}")
                 else:
-                    found.append((f"{arc}/{child.name}", path))
+                    tree.files.append((f"{arc}/{child.name}", path))
         finally:
             active.discard(key)
 
     walk(directory, prefix)
-    return found
+    return tree
 
 
 def _file_kind(path: Path) -> str:
@@ -118,18 +136,21 @@ def _file_kind(path: Path) -> str:
     )
 
 
-def content_files(root: Path, links: LinkPolicy) -> Files:
+def content_files(root: Path, links: LinkPolicy) -> Tree:
     """``content/**`` with each top-level dashboard or report moved into its own directory."""
-    files = []
-    for arc, path in tree_files(root / "content", "content", links):
+    tree = tree_files(root / "content", "content", links, empty_directories=False)
+    moved = Tree(directories=list(tree.directories))
+    for arc, path in tree.files:
         parent, _, name = arc.rpartition("/")
         if parent in ONE_DIRECTORY_PER_FILE:
             stem, extension = os.path.splitext(name)  # noqa: PTH122 (the SDK's exact rule)
             if extension.lower() == ".properties":
                 raise _properties_error(parent, name)
-            arc = f"{parent}/{stem.lower()}/{name}"
-        files.append((arc, path))
-    return files
+            if stem.lower() != name:  # else the SDK's move would be onto the file itself
+                arc = f"{parent}/{stem.lower()}/{name}"
+                moved.directories.append(f"{parent}/{stem.lower()}")
+        moved.files.append((arc, path))
+    return moved
 
 
 def _properties_error(directory: str, name: str) -> PackError:

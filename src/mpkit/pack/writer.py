@@ -1,4 +1,4 @@
-"""Write ``build/<name>_<version>.pak`` for a pushed adapter image (SPEC §5).
+"""Write ``build/<name>_<version>.pak`` for a pushed adapter image.
 
 The pack is byte-reproducible (see :mod:`mpkit.pack.zipfile_det`) and written through a
 temp file and a rename, so a failed build leaves any earlier pack as it was.
@@ -10,7 +10,9 @@ import io
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mpkit.atomicfile import AtomicFile
 from mpkit.pack.conf import (
@@ -24,13 +26,42 @@ from mpkit.pack.layout import PackFiles, pack_files
 from mpkit.pack.zipfile_det import DeterministicZip
 from mpkit.project.model import Manifest, Project
 
-__all__ = ["ImageLocation", "build_pack"]
+__all__ = ["ImageLocation", "PreparedPack", "build_pack", "check_pack_inputs", "prepare_pack"]
 
 _KIND_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 Entries = dict[str, bytes | Path]
 
 
-def build_pack(
+def build_pack(project: Project, image: ImageLocation, **options: Any) -> Path:
+    """Write the pack for *project* pointing at *image*; return its path. The *options*
+    are :func:`prepare_pack`'s."""
+    return prepare_pack(project, image, **options).write()
+
+
+@dataclass(frozen=True)
+class PreparedPack:
+    """A pack checked and assembled (adapter.zip in memory), not yet written."""
+
+    archive: DeterministicZip
+    target: Path
+
+    def write(self) -> Path:
+        """Write the pack atomically (temp file and rename); return its path."""
+        return _write_atomically(self.archive, self.target)
+
+
+def check_pack_inputs(project: Project, *, allow_external_links: bool = False) -> PackFiles:
+    """Check everything of the pack that needs neither the image nor the adapter: every
+    file it will hold (readable, within the link policy, content rules), the adapter
+    kind, the pack's file name and version.txt. Raises PackError (or ExternalLinkError)."""
+    files = pack_files(project, allow_external_links=allow_external_links)
+    _checked_kind(project.manifest)
+    _pack_basename(project.manifest)
+    render_version_txt(project.manifest.version)
+    return files
+
+
+def prepare_pack(
     project: Project,
     image: ImageLocation,
     *,
@@ -40,17 +71,17 @@ def build_pack(
     resources_properties: bytes | None = None,
     output_dir: Path | None = None,
     allow_external_links: bool = False,
-) -> Path:
-    """Write the pack for *project* pointing at *image*; return its path.
+) -> PreparedPack:
+    """The pack for *project* pointing at *image*, checked and assembled, ready to write.
 
     *describe_xml* and *resources_properties* (e.g. generated from the adapter) replace
     the project's ``conf/describe.xml`` and ``conf/resources/resources.properties``. The
     registry is left out when *image.registry* is None or the project's config.json sets
     ``use_default_registry``. Symbolic links leading out of the project are refused
-    unless *allow_external_links*.
+    unless *allow_external_links*. Every check that can fail is made here.
     """
     image = image.validated()
-    files = pack_files(project, allow_external_links=allow_external_links)
+    files = check_pack_inputs(project, allow_external_links=allow_external_links)
     manifest = project.manifest
     kind = _checked_kind(manifest)
     use_default_registry = image.registry is None or project.config.use_default_registry
@@ -62,9 +93,14 @@ def build_pack(
         insecure_collector=insecure_collector,
         use_default_registry=use_default_registry,
     )
-    conf = _conf_entries(project, files, kind, describe_xml, resources_properties)
-    adapter_zip = _adapter_zip(files, kind, kind_conf, manifest_bytes, conf)
+    conf, conf_directories = _conf_entries(project, files, kind, describe_xml, resources_properties)
+    adapter_zip = _adapter_zip(files, kind, kind_conf, manifest_bytes, conf, conf_directories)
     pack = _pack_entries(files, manifest_bytes, adapter_zip)
+    target_dir = output_dir if output_dir is not None else project.root / "build"
+    return PreparedPack(pack, target_dir / f"{_pack_basename(manifest)}.pak")
+
+
+def _pack_basename(manifest: Manifest) -> str:
     basename = manifest.pack_basename
     if "/" in basename or "\\" in basename or basename.startswith("."):
         raise PackError(
@@ -72,8 +108,7 @@ def build_pack(
             "which is not a plain file name",
             hint='use letters, digits, "_" and "-" in "name" and digits and dots in "version"',
         )
-    target_dir = output_dir if output_dir is not None else project.root / "build"
-    return _write_atomically(pack, target_dir / f"{basename}.pak")
+    return basename
 
 
 def _checked_kind(manifest: Manifest) -> str:
@@ -101,10 +136,12 @@ def _conf_entries(
     kind: str,
     describe_xml: bytes | None,
     resources_properties: bytes | None,
-) -> Entries:
-    """``<KIND>/conf/**``: the project's conf/ plus describe.xml, properties and version.txt."""
+) -> tuple[Entries, list[str]]:
+    """``<KIND>/conf/**``: the project's conf/ plus describe.xml, properties and version.txt,
+    and the directory entries under ``<KIND>/``."""
     prefix = f"{kind}/conf"
-    entries: Entries = {f"{kind}/{name}": path for name, path in files.conf}
+    entries: Entries = {f"{kind}/{name}": path for name, path in files.conf.files}
+    directories = [kind, prefix, *(f"{kind}/{name}" for name in files.conf.directories)]
     describe_name = f"{prefix}/describe.xml"
     if describe_xml is not None:
         entries[describe_name] = describe_xml
@@ -117,21 +154,29 @@ def _conf_entries(
         )
     if resources_properties is not None:
         entries[f"{prefix}/resources/resources.properties"] = resources_properties
+        directories.append(f"{prefix}/resources")
     entries[f"{prefix}/version.txt"] = render_version_txt(project.manifest.version)
-    return entries
+    return entries, directories
 
 
 def _adapter_zip(
-    files: PackFiles, kind: str, kind_conf: bytes, manifest_bytes: bytes, conf: Entries
+    files: PackFiles,
+    kind: str,
+    kind_conf: bytes,
+    manifest_bytes: bytes,
+    conf: Entries,
+    conf_directories: list[str],
 ) -> bytes:
     archive = DeterministicZip()
     _add_all(
         archive,
         [(f"{kind}.conf", kind_conf), ("manifest.txt", manifest_bytes)],
         files.named,
-        files.resources,
+        files.resources.files,
         conf.items(),
     )
+    for directory in [*files.resources.directories, *conf_directories]:
+        archive.add_directory(directory)
     buffer = io.BytesIO()
     archive.write_to(buffer)
     return buffer.getvalue()
@@ -144,9 +189,11 @@ def _pack_entries(files: PackFiles, manifest_bytes: bytes, adapter_zip: bytes) -
         [("manifest.txt", manifest_bytes), ("adapter.zip", adapter_zip)],
         files.named,
         files.scripts,
-        files.resources,
-        files.content,
+        files.resources.files,
+        files.content.files,
     )
+    for directory in [*files.resources.directories, *files.content.directories]:
+        archive.add_directory(directory)
     return archive
 
 

@@ -17,13 +17,12 @@ SDK user's), so it never creates the SDK's directory for people who never instal
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from mpkit.errors import ConfigError
-from mpkit.jsonfile import load_json_object, write_json_atomic
+from mpkit.jsonfile import load_json_object, rewrite_json_file
 from mpkit.project.load import MANIFEST_NAME, Problem, is_project_dir, problems_error
 from mpkit.project.model import GlobalConfig
 
@@ -195,10 +194,8 @@ def remember_project(
     if any(os.path.normpath(p) == entry for p in map(str, latest.projects)):
         return latest
     data["projects"] = [*(data.get("projects") or []), entry]
-    target = path.resolve() if path.is_symlink() else path
     try:
-        mode = stat.S_IMODE(target.stat().st_mode) if current is not None else 0o644
-        write_json_atomic(target, data, mode=mode, indent=4)
+        rewrite_json_file(path, data, indent=4)
     except OSError as exc:
         raise ConfigError(
             f"cannot add {entry} to the projects of the {_LABEL} {path}: {exc.strerror or exc}",

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from mpkit.errors import ConfigError, InvalidReferenceError
-from mpkit.jsonfile import load_json_object, write_json_atomic
+from mpkit.jsonfile import load_json_object, rewrite_json_file
 from mpkit.project.model import Manifest, Project, ProjectConfig
 from mpkit.project.registry import normalize_repository
 
@@ -544,10 +543,8 @@ def save_container_repository(config: ProjectConfig, repository: str) -> None:
         except InvalidReferenceError:
             pass  # replaced below
     data["container_repository"] = value
-    target = path.resolve() if path.is_symlink() else path
     try:
-        mode = stat.S_IMODE(target.stat().st_mode) if current is not None else 0o644
-        write_json_atomic(target, data, mode=mode, indent=4)
+        rewrite_json_file(path, data, indent=4)
     except OSError as exc:
         raise ConfigError(
             f"cannot write {path}: {exc.strerror or exc}; container_repository was not saved "

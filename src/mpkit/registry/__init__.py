@@ -7,7 +7,7 @@ import mpkit.registry._httpx  # noqa: F401
 from mpkit.registry.client import Manifest, RegistryClient
 from mpkit.registry.inspect import inspect_image
 from mpkit.registry.pull import PullResult, ResolvedImage, pull_image, resolve_image
-from mpkit.registry.push import PushResult, push_image
+from mpkit.registry.push import PushResult, push_image, tag_image
 from mpkit.registry.session import blob_locations, open_client
 from mpkit.registry.stats import TransferStats
 from mpkit.registry.transport import ClientOptions, Transport
@@ -27,4 +27,5 @@ __all__ = [
     "pull_image",
     "push_image",
     "resolve_image",
+    "tag_image",
 ]

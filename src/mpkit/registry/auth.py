@@ -6,7 +6,6 @@ References: RFC 9110 §11.6.1 (WWW-Authenticate), distribution `docs/spec/auth/t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ import httpx
 
 from mpkit.credentials import Credential
 from mpkit.errors import RegistryProtocolError
+from mpkit.jsonfile import parse_json
 
 CLIENT_ID = "mpkit"
 DEFAULT_TOKEN_LIFETIME = 60  # token.md: expires_in defaults to 60 s when absent
@@ -193,7 +193,7 @@ def parse_token_response(response: httpx.Response, *, registry: str, started: fl
             f"the token service of {registry} sent an oversized answer", registry=registry
         )
     try:
-        body = json.loads(body_bytes)
+        body = parse_json(body_bytes)
     except ValueError as exc:
         raise RegistryProtocolError(
             f"the token service of {registry} returned a non-JSON body", registry=registry

@@ -78,6 +78,14 @@ class Authenticator:
                 self._credential_loaded = True
             return self._credential
 
+    def use(self, credential: Credential) -> None:
+        """Answer challenges with *credential* from now on (one typed after a refusal);
+        tokens fetched with the one before are dropped."""
+        with self._lock:
+            self._credentials = lambda: credential
+            self._credential, self._credential_loaded = credential, True
+            self._tokens = TokenCache()
+
     @property
     def who(self) -> str | None:
         cred = self.credential

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,7 +23,7 @@ from mpkit.errors import (
 from mpkit.image import mediatypes
 from mpkit.image.digest import sha256_digest
 from mpkit.image.types import Blob, Descriptor
-from mpkit.registry.parallel import run_all
+from mpkit.jsonfile import parse_json
 from mpkit.registry.progress import MOUNTED, UPLOADED, NoProgress, Progress
 from mpkit.registry.responses import error_detail, raise_for_status
 from mpkit.registry.stats import TransferStats
@@ -243,20 +243,18 @@ class RegistryClient:
             self._cancelling.append(thread)
 
     def _post_uploads(self, repository: str, count: int) -> list[UploadSession]:
+        """*count* sessions, opened at once. A refusal leaves this client usable (unlike
+        run_all, whose first failure stops the transport): the caller may try again."""
         if count == 1:
             return [self._post_upload(repository)]
-        opened: list[UploadSession] = []
-
-        def post(_: int) -> None:
-            session = self._post_upload(repository)
-            with self._sessions_lock:
-                opened.append(session)
-
-        try:
-            run_all(self.transport, post, range(count), name="open-upload")
-        except BaseException:
+        self.transport.ping()  # once, before the threads
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="mpkit-open") as pool:
+            futures = [pool.submit(self._post_upload, repository) for _ in range(count)]
+        opened = [f.result() for f in futures if f.exception() is None]
+        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        if failed is not None:
             self._cancel_in_background(opened)
-            raise
+            raise failed
         return opened
 
     def _post_upload(self, repository: str) -> UploadSession:
@@ -610,7 +608,7 @@ def _restart_if_session_lost(response: httpx.Response) -> None:
 def _media_type(data: bytes, content_type: str | None) -> str:
     """The manifest's own mediaType wins over Content-Type (image-spec manifest.md)."""
     try:
-        body = json.loads(data)
+        body = parse_json(data)
     except ValueError:
         body = {}
     declared = body.get("mediaType") if isinstance(body, dict) else None

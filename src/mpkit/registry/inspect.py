@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mpkit.errors import ImageFormatError
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Platform
+from mpkit.jsonfile import parse_json
 from mpkit.reference import Reference
 from mpkit.registry.client import RegistryClient
 from mpkit.registry.pull import resolve_image
@@ -20,7 +20,7 @@ def inspect_image(
     config_desc = resolved.config
     raw_config = client.read_blob(ref.path, config_desc)
     try:
-        config = json.loads(raw_config)
+        config = parse_json(raw_config)
     except ValueError as exc:
         raise ImageFormatError(f"the config blob {config_desc.digest} is not valid JSON") from exc
     runtime = config.get("config") or {}

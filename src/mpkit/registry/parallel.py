@@ -9,6 +9,7 @@ from typing import TypeVar
 from mpkit.registry.transport import TransferAborted, Transport
 
 T = TypeVar("T")
+ABORT_GRACE_SECONDS = 2.0
 
 
 def run_all(
@@ -39,6 +40,10 @@ def run_all(
             raise error
     except BaseException:
         transport.abort.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Transfers see the flag between chunks; one blocked in a read (a registry slow
+        # to answer) cannot be interrupted, so it gets a moment and is then left behind
+        # (mpkit.exiting ends the process without it).
+        pool.shutdown(wait=False, cancel_futures=True)
+        wait(futures, timeout=ABORT_GRACE_SECONDS)
         raise
     pool.shutdown(wait=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ from mpkit.image import mediatypes
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.select import DEFAULT_PLATFORM, select_platform
 from mpkit.image.types import Descriptor, Platform
+from mpkit.jsonfile import parse_json
 from mpkit.reference import Reference
 from mpkit.registry.client import Manifest, RegistryClient
 from mpkit.registry.locations import BlobLocations
@@ -126,7 +126,7 @@ def _unique(descs: list[Descriptor]) -> list[Descriptor]:
 
 def _parse(manifest: Manifest, registry: str, repository: str) -> dict[str, Any]:
     try:
-        parsed = json.loads(manifest.data)
+        parsed = parse_json(manifest.data)
     except ValueError as exc:
         raise ImageFormatError(
             f"manifest {manifest.digest} in {registry}/{repository} is not valid JSON: {exc}"

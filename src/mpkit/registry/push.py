@@ -74,6 +74,16 @@ def push_image(
     return PushResult(reference=target.with_digest(digest), digest=digest, stats=client.stats)
 
 
+def tag_image(client: RegistryClient, image: Image, target: Reference) -> Reference:
+    """Give *image*, pushed by digest alone, the tag of *target*: the same manifest bytes
+    PUT again under the tag (distribution-spec: PUT /v2/<name>/manifests/<tag>); no blob
+    moves. Returns *target* pinned to the digest the registry confirmed."""
+    if target.tag is None:
+        raise ValueError(f"{target} has no tag to put")
+    digest = client.put_manifest(target.path, target.tag, image.manifest_bytes, image.media_type)
+    return target.with_digest(digest)
+
+
 def _maybe_missing_blobs(error: RegistryError) -> bool:
     """Whether a refused manifest PUT may mean that a blob it references is missing
     (MANIFEST_BLOB_UNKNOWN or BLOB_UNKNOWN with 400/404, ECR's LayersNotFound with 400)."""

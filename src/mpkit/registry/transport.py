@@ -144,6 +144,11 @@ class Transport:
     def credential(self) -> Credential | None:
         return self.auth.credential
 
+    def use_credential(self, credential: Credential) -> None:
+        """Authenticate with *credential* from now on (see Authenticator.use)."""
+        self.auth.use(credential)
+        self.anonymous = False
+
     @property
     def who(self) -> str | None:
         return self.auth.who

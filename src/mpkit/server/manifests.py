@@ -88,6 +88,8 @@ def parse_manifest(data: bytes, content_type: str | None) -> ParsedManifest:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid(f"the manifest is not valid JSON: {exc}") from exc
+    except RecursionError:  # a hostile client's deeply nested document
+        raise invalid("the manifest nests too deeply") from None
     if not isinstance(document, dict):
         raise invalid("the manifest is not a JSON object")
     header_type = base_media_type(content_type)

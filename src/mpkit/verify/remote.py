@@ -13,7 +13,6 @@ and every blob.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from mpkit.image import mediatypes
 from mpkit.image.digest import compute_digest, digest_algorithm
 from mpkit.image.select import DEFAULT_PLATFORM, match_score, select_platform
 from mpkit.image.types import Descriptor, Image, Platform
+from mpkit.jsonfile import parse_json
 from mpkit.reference import Reference
 from mpkit.registry import RegistryClient
 from mpkit.verify import report as r
@@ -265,7 +265,7 @@ def _check_platform(ref: Reference, config: Descriptor, data: bytes, report: Ver
 
 def _parse(data: bytes, what: str) -> dict[str, Any]:
     try:
-        parsed = json.loads(data)
+        parsed = parse_json(data)
     except ValueError as exc:
         raise ImageFormatError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):

@@ -116,13 +116,16 @@ def check_push_access(client: RegistryClient, repository: str, sessions: int = 1
 
 
 class PushAccess:
-    """A client proven able to push to a repository: :meth:`client` hands it out.
+    """The client of a build's pushes, and the proof that it may push.
 
-    The proof (authenticate, open upload sessions) comes before the build when this
-    repository is new to mpkit's records: a first build is long, and a missing login
-    should fail it at once (or be asked for, on a terminal). When an earlier push went
-    there, the build is most likely a quick rebuild whose time the proof would only add
-    to: the proof then runs while the build does, and :meth:`client` waits for it.
+    :attr:`client` serves the build's reads at once (a registry cache, an SDK base); call
+    :meth:`proven` before anything is written. The proof (authenticate, open the upload
+    sessions the push uses) comes before the build when this repository is new to mpkit's
+    records: a first build is long, and a missing login should fail it at once (or be
+    asked for, on a terminal). When an earlier push went there, the build is most likely a
+    quick rebuild whose time the proof would only add to: the proof then runs while the
+    build does, and :meth:`proven` waits for it. A login typed after a refusal goes into
+    this same client.
     """
 
     def __init__(
@@ -130,63 +133,54 @@ class PushAccess:
         prompter: Prompter, reporter: Reporter,
     ) -> None:  # fmt: skip
         self.target = target
-        self.options = options
         self.explicit = explicit
         self.prompter = prompter
         self.reporter = reporter
-        self._client: RegistryClient | None = None  # handed out, or being proven
+        self.client = open_client(target.registry, options=options, explicit=explicit)
         self._proven = False
         self._checking: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self._failure: Exception | None = None
 
     def check_now(self) -> None:
-        client = self._open(self.explicit)
         try:
-            check_push_access(client, self.target.path)
+            check_push_access(self.client, self.target.path)
         except RegistryError as exc:
-            client.close()
-            client = self._after_failure(exc)
-        self._client, self._proven = client, True
+            self._after_failure(exc)
+        self._proven = True
 
     def check_in_background(self) -> None:
-        self._client = self._open(self.explicit)
-        self._checking = threading.Thread(target=self._check, args=(self._client,),
-                                          name="mpkit-push-access", daemon=True)  # fmt: skip
+        self._checking = threading.Thread(target=self._check, name="mpkit-push-access",
+                                          daemon=True)  # fmt: skip
         self._checking.start()
 
-    def _check(self, client: RegistryClient) -> None:
+    def _check(self) -> None:
         try:
-            check_push_access(client, self.target.path, SESSIONS_AHEAD)
-        except BaseException as exc:  # client() raises it in the caller's thread
+            check_push_access(self.client, self.target.path, SESSIONS_AHEAD)
+        except Exception as exc:  # proven() handles it in the caller's thread
             self._failure = exc
 
-    def client(self) -> RegistryClient:
-        """The proven client: waits for a proof running in the background, and handles
-        its failure as a proof before the build would (a prompt for credentials on a
-        terminal, else the error)."""
+    def proven(self) -> RegistryClient:
+        """The client, once proven: waits for a proof running in the background, and
+        handles its failure as a proof before the build would (a prompt for credentials on
+        a terminal, else the error)."""
         if not self._proven:
-            assert self._checking is not None and self._client is not None
+            assert self._checking is not None
             self._checking.join()
             failure = self._failure
-            if failure is not None:
-                self._client.close()
-                self._client = None
-                if not isinstance(failure, RegistryError):
-                    raise failure
-                self._client = self._after_failure(failure)
+            if isinstance(failure, RegistryError):
+                self._after_failure(failure)
+            elif failure is not None:
+                raise failure
             self._proven = True
-        assert self._client is not None
-        return self._client
+        return self.client
 
     def close(self) -> None:
         """Stop a proof still running (the build failed), then close the client."""
         checking = self._checking
-        if checking is not None and checking.is_alive() and self._client is not None:
-            self._client.transport.abort.set()
-        if checking is not None:
+        if checking is not None and checking.is_alive():
+            self.client.transport.abort.set()
             checking.join()
-        if self._client is not None:
-            self._client.close()
+        self.client.close()
 
     def __enter__(self) -> PushAccess:
         return self
@@ -194,10 +188,7 @@ class PushAccess:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _open(self, credential: Credential | None) -> RegistryClient:
-        return open_client(self.target.registry, options=self.options, explicit=credential)
-
-    def _after_failure(self, exc: RegistryError) -> RegistryClient:
+    def _after_failure(self, exc: RegistryError) -> None:
         """Ask for credentials when a login was refused on a terminal; else raise."""
         target = self.target
         if not isinstance(exc, (AuthenticationError, AccessDeniedError)):
@@ -209,19 +200,17 @@ class PushAccess:
             username = self.prompter.ask(f"Username for {target.registry}").strip()
             password = self.prompter.secret(f"Password or token for {username}@{target.registry}")
             credential = Credential(username=username, password=password, source="prompt")
-            client = self._open(credential)
+            self.client.transport.use_credential(credential)
             try:
-                check_push_access(client, target.path)
+                check_push_access(self.client, target.path)
             except AuthenticationError as retry:
-                client.close()
                 self.reporter.warn(retry.message)
                 continue
             except RegistryError as error:
-                client.close()
                 raise _explain(error, target) from error
             where = store_credential(target.registry, credential)
             self.reporter.info(f"credentials for {target.registry} stored in {where}")
-            return client
+            return
 
 
 def connect_for_push(
@@ -240,10 +229,14 @@ def connect_for_push(
     _start_local_registry(target, options, reporter)
     access = PushAccess(target, options=options, explicit=explicit, prompter=prompter,
                         reporter=reporter)  # fmt: skip
-    if blob_locations().knows_repository(target.registry, target.path):
-        access.check_in_background()
-    else:
-        access.check_now()
+    try:
+        if blob_locations().knows_repository(target.registry, target.path):
+            access.check_in_background()
+        else:
+            access.check_now()
+    except BaseException:
+        access.close()
+        raise
     return access
 
 

@@ -3,7 +3,9 @@
 uv resolves and installs wheels for the *target* (``--python-platform`` and
 ``--python-version`` make it evaluate environment markers and wheel tags for the image,
 not the host) into a staging directory; the staging tree is then mapped to the paths,
-owners, modes and shebangs that pip running inside the image would have produced.
+owners, modes and shebangs that pip running inside the image would have produced. A
+requirement published only as source is built here when the result is pure Python
+(``sourcebuild``); requirement lines are read as the image's pip reads them (``pipcompat``).
 
 How pip's default ``--upgrade-strategy only-if-needed`` is emulated: every distribution
 the base image already has is planted in the staging directory as a stub ``.dist-info``
@@ -27,9 +29,21 @@ from mpkit.cache.root import CacheRoot
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.imagebuild.fsview import FilesystemView
 from mpkit.imagebuild.piprun import PipInstall
-from mpkit.imagebuild.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
+from mpkit.imagebuild.pydeps.errors import (
+    DependencyError,
+    NoWheelError,
+    PackageIndexError,
+    SourceBuildError,
+)
 from mpkit.imagebuild.pydeps.mapcache import load_mapping, mapping_path, save_mapping
-from mpkit.imagebuild.pydeps.requirements import collect_inputs, index_options, truthy
+from mpkit.imagebuild.pydeps.pipcompat import PipRules, Warn
+from mpkit.imagebuild.pydeps.requirements import (
+    IndexOptions,
+    Inputs,
+    collect_inputs,
+    index_options,
+    truthy,
+)
 from mpkit.imagebuild.pydeps.staging import map_staging
 from mpkit.imagebuild.pydeps.uvrun import cache_key, run_uv, staged, uv_binary, uv_python_platform
 from mpkit.imagebuild.target import PythonTarget
@@ -39,7 +53,11 @@ __all__ = [
     "DependencyLayer",
     "NoWheelError",
     "PackageIndexError",
+    "RequirementsPlan",
+    "SourceBuildError",
+    "install_planned",
     "install_requirements",
+    "plan_requirements",
     "uv_binary",  # the benchmarks time uv itself
 ]
 
@@ -55,6 +73,70 @@ class DependencyLayer:
     staging: Path | None = None  # host files the entries read from
 
 
+@dataclass(frozen=True)
+class RequirementsPlan:
+    """A ``pip install`` read and checked, and the key of what it installs: known before
+    anything is resolved, so a layer recorded under the key can be reused instead."""
+
+    install: PipInstall
+    target: PythonTarget
+    inputs: Inputs
+    index: IndexOptions
+    platform: str
+    wheelhouse: Path | None
+    key: str
+
+
+def plan_requirements(
+    install: PipInstall,
+    *,
+    context_root: Path,
+    target: PythonTarget,
+    workdir: str,
+    cache: CacheRoot,
+    base: FilesystemView,
+    requirement_files: Mapping[str, Path] | None = None,
+    wheelhouse: Path | None = None,
+    warn: Warn = lambda _message: None,
+    line_origin: str = "the pip install line",
+) -> RequirementsPlan:
+    """Read *install*'s requirements and compute their key (see install_requirements)."""
+    _check_installable(install, target)
+    inputs = collect_inputs(
+        install, workdir=workdir, base=base, context_root=context_root,
+        mapping=requirement_files or {}, rules=PipRules(target.pip_version), warn=warn,
+        line_origin=line_origin,
+    )  # fmt: skip
+    index = index_options(install, target, workdir, context_root, requirement_files or {})
+    platform = uv_python_platform(target)
+    key = cache_key(install, inputs, index, target, platform, wheelhouse, cache=cache)
+    return RequirementsPlan(install, target, inputs, index, platform, wheelhouse, key)
+
+
+def install_planned(
+    plan: RequirementsPlan,
+    *,
+    cache: CacheRoot,
+    base: FilesystemView,
+    base_id: str | None = None,
+    warn: Warn = lambda _message: None,
+) -> DependencyLayer:
+    """Install what *plan* says, from the staging tree of an earlier install when kept."""
+    staging = staged(cache, plan.key)
+    if staging is None:
+        staging = run_uv(plan.install, plan.inputs, plan.index, plan.target, plan.platform,
+                         plan.key, cache, plan.wheelhouse, warn)  # fmt: skip
+    tree = staging / "target"
+    kept = mapping_path(staging, plan.target, base_id) if base_id is not None else None
+    mapped = load_mapping(kept, tree) if kept is not None else None
+    if mapped is None:
+        mapped = map_staging(tree, target=plan.target, base=base, requested=plan.inputs.requested)
+        if kept is not None:
+            save_mapping(kept, tree, mapped, temp_dir=cache.tmp)
+    entries, installed, uninstalled = mapped
+    return DependencyLayer(entries, plan.key, installed, uninstalled, staging)
+
+
 def install_requirements(
     install: PipInstall,
     *,
@@ -66,6 +148,8 @@ def install_requirements(
     requirement_files: Mapping[str, Path] | None = None,
     wheelhouse: Path | None = None,
     base_id: str | None = None,
+    warn: Warn = lambda _message: None,
+    line_origin: str = "the pip install line",
 ) -> DependencyLayer:
     """Build the layer for *install* as pip inside the image would.
 
@@ -76,27 +160,19 @@ def install_requirements(
     trees live in *cache*; the result's entries read files from ``staging``.
     *base_id* identifies *base*'s content exactly (e.g. the digests of its layers): with
     it, the entries are kept beside the staging tree and reused for the same base.
+
+    Requirement lines are read as the image's pip reads them (see pipcompat): *warn* gets
+    a message, naming the project's file and line (or *line_origin* for the line's own
+    arguments), for each line that only that pip accepts. A requirement that only a
+    source distribution provides is built here when it is pure Python; otherwise
+    SourceBuildError (only the image can build it).
     """
-    _check_installable(install, target)
-    inputs = collect_inputs(
-        install, workdir=workdir, base=base, context_root=context_root,
-        mapping=requirement_files or {},
+    plan = plan_requirements(
+        install, context_root=context_root, target=target, workdir=workdir, cache=cache,
+        base=base, requirement_files=requirement_files, wheelhouse=wheelhouse, warn=warn,
+        line_origin=line_origin,
     )  # fmt: skip
-    index = index_options(install, target, workdir, context_root, requirement_files or {})
-    platform = uv_python_platform(target)
-    key = cache_key(install, inputs, index, target, platform, wheelhouse, cache=cache)
-    staging = staged(cache, key)
-    if staging is None:
-        staging = run_uv(install, inputs, index, target, platform, key, cache, wheelhouse)
-    tree = staging / "target"
-    kept = mapping_path(staging, target, base_id) if base_id is not None else None
-    mapped = load_mapping(kept, tree) if kept is not None else None
-    if mapped is None:
-        mapped = map_staging(tree, target=target, base=base, requested=inputs.requested)
-        if kept is not None:
-            save_mapping(kept, tree, mapped, temp_dir=cache.tmp)
-    entries, installed, uninstalled = mapped
-    return DependencyLayer(entries, key, installed, uninstalled, staging)
+    return install_planned(plan, cache=cache, base=base, base_id=base_id, warn=warn)
 
 
 def _check_installable(install: PipInstall, target: PythonTarget) -> None:

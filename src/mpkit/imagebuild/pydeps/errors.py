@@ -18,9 +18,18 @@ class DependencyError(MpkitError):
 
 
 class NoWheelError(DependencyError):
-    """A requirement has no wheel for the target (it would need compiling)."""
+    """A requirement has neither a wheel for the target nor a source distribution that
+    may be built (e.g. only Windows wheels, or ``--only-binary``)."""
 
     code = "no_wheel"
+
+
+class SourceBuildError(DependencyError):
+    """A requirement comes only as a source distribution that this host cannot build into
+    a pure-Python wheel: it compiles native code (or its build failed here), so only the
+    image, with its own compiler, headers and Python, can build it."""
+
+    code = "source_build"
 
 
 class PackageIndexError(DependencyError):

@@ -12,6 +12,7 @@ from pathlib import Path
 from mpkit.imagebuild.fsview import FilesystemView, normpath, resolve, stat
 from mpkit.imagebuild.piprun import PipInstall
 from mpkit.imagebuild.pydeps.errors import DependencyError
+from mpkit.imagebuild.pydeps.pipcompat import PipReader, PipRules, Warn, logical_lines
 from mpkit.imagebuild.target import PythonTarget, canonical_name
 
 READ_LIMIT = 16 << 20
@@ -27,6 +28,8 @@ class Inputs:
     """The requirement files a line reads, and the names it asks for at the top level."""
 
     files: dict[str, bytes] = field(default_factory=dict)  # image path -> content
+    specs: list[str] = field(default_factory=list)  # the line's requirements, as pip reads them
+    prereleases: list[str] = field(default_factory=list)  # names pip takes pre-releases of
     requirements: list[str] = field(default_factory=list)  # top-level -r (image paths)
     constraints: list[str] = field(default_factory=list)  # top-level -c (image paths)
     names: list[str] = field(default_factory=list)  # top-level requirement names
@@ -38,6 +41,25 @@ class Inputs:
         return None if self.unnamed else frozenset(self.names)
 
 
+@dataclass(frozen=True)
+class _Reader:
+    """Where requirement files come from, and how the image's pip reads them."""
+
+    base: FilesystemView
+    context_root: Path
+    mapping: Mapping[str, Path]
+    pip: PipReader
+
+    def origin(self, host: Path | None, image_path: str) -> str:
+        """How the user knows a file: its path in the project, else where it is."""
+        if host is None:
+            return f"{image_path} (in the base image)"
+        try:
+            return host.relative_to(self.context_root).as_posix()
+        except ValueError:
+            return str(host)
+
+
 def collect_inputs(
     install: PipInstall,
     *,
@@ -45,9 +67,18 @@ def collect_inputs(
     base: FilesystemView,
     context_root: Path,
     mapping: Mapping[str, Path],
+    rules: PipRules | None = None,
+    warn: Warn = lambda _message: None,
+    line_origin: str = "the pip install line",
 ) -> Inputs:
-    """Read the line's ``-r``/``-c`` files (and the files they name) and its names."""
-    inputs = Inputs()
+    """Read the line's ``-r``/``-c`` files (and the files they name) and its names.
+
+    Lines that the image's pip (*rules*) reads differently from uv are rewritten as that
+    pip reads them, with a warning naming the file (or *line_origin*) and line.
+    """
+    pip = PipReader(rules or PipRules(None), warn)
+    reader = _Reader(base, context_root, mapping, pip)
+    inputs = Inputs(specs=[pip.requirement(spec, line_origin) for spec in install.specs])
     for spec in install.specs:
         _add_name(inputs, spec)
     for kind, args in (("r", install.requirements), ("c", install.constraints)):
@@ -60,19 +91,19 @@ def collect_inputs(
             image_path = normpath(posixpath.join(workdir or "/", arg))
             explicit = mapping.get(arg) or mapping.get(image_path)
             fallback = None if arg.startswith("/") else context_root / arg
-            _load_file(inputs, arg, image_path, explicit, fallback, base, mapping, top=kind == "r")
+            _load_file(inputs, reader, arg, image_path, explicit, fallback, top=kind == "r")
             listed.append(image_path)
+    inputs.prereleases = pip.prerelease_names
     return inputs
 
 
 def _load_file(
     inputs: Inputs,
+    reader: _Reader,
     arg: str,
     image_path: str,
     explicit: Path | None,
     fallback: Path | None,
-    base: FilesystemView,
-    mapping: Mapping[str, Path],
     *,
     top: bool,
 ) -> None:
@@ -80,7 +111,7 @@ def _load_file(
     *fallback* host path) and, recursively, the files it names."""
     if image_path in inputs.files:
         return
-    host = explicit
+    host, base = explicit, reader.base
     data: bytes | None = None
     if host is None and stat(base, image_path) is not None:
         data = base.read_file(resolve(base, image_path), limit=READ_LIMIT)
@@ -94,6 +125,7 @@ def _load_file(
             "build context or the base image",
             hint="COPY the file into the image before the pip install line",
         )
+    data = reader.pip.file(data, reader.origin(host, image_path))
     inputs.files[image_path] = data
     for option, ref in _file_references(data):
         if "://" in ref:
@@ -101,7 +133,8 @@ def _load_file(
         nested = normpath(posixpath.join(posixpath.dirname(image_path), ref))
         near = None if host is None or ref.startswith("/") else host.parent / ref
         nested_top = top and option in ("-r", "--requirement")
-        _load_file(inputs, ref, nested, mapping.get(nested), near, base, mapping, top=nested_top)
+        explicit = reader.mapping.get(nested)
+        _load_file(inputs, reader, ref, nested, explicit, near, top=nested_top)
     if top:
         for line in _logical_lines(data):
             if not line.startswith("-"):
@@ -119,11 +152,8 @@ def _read_host(path: Path, arg: str) -> bytes:
 
 def _logical_lines(data: bytes) -> Iterator[str]:
     """Requirement-file lines with continuations joined and comments removed."""
-    text = data.decode("utf-8", "replace").replace("\\\r\n", "").replace("\\\n", "")
-    for raw in text.splitlines():
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if line:
-            yield line
+    for _first, _last, line in logical_lines(data.decode("utf-8", "replace")):
+        yield line
 
 
 def _file_references(data: bytes) -> Iterator[tuple[str, str]]:

@@ -2,7 +2,8 @@
 (with stub dist-infos for the base's distributions) and uv's failures as errors.
 
 uv installs into a temp directory of the cache (``tmp/``), which becomes
-``pydeps/<key>`` only when uv succeeded; uv itself ends with mpkit (mpkit.childproc).
+``pydeps/<key>`` only when uv succeeded and everything it built from source is pure
+Python (see sourcebuild); uv itself ends with mpkit (mpkit.childproc).
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ from mpkit.childenv import child_environment
 from mpkit.childproc import run
 from mpkit.imagebuild.piprun import PipInstall, redact_url
 from mpkit.imagebuild.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
+from mpkit.imagebuild.pydeps.pipcompat import Warn
 from mpkit.imagebuild.pydeps.requirements import IndexOptions, Inputs, rebase_references
+from mpkit.imagebuild.pydeps.sourcebuild import (
+    BuildPython,
+    build_python,
+    built_names,
+    failed_builds,
+    native_builds,
+    source_build_error,
+)
 from mpkit.imagebuild.target import PythonTarget
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: source distributions are built (pure Python only)
 STUB_INSTALLER = b"mpkit-base-image\n"  # marks stub dist-infos planted for the base's dists
 UV_TIMEOUT = 1800
 # uv's --python-platform manylinux targets (uv >= 0.5), oldest first.
@@ -112,6 +122,15 @@ def _stat_key(path: str) -> list[int]:
     return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev]
 
 
+@lru_cache(maxsize=8)
+def _uv_has_option(option: str) -> bool:
+    """Whether this uv's ``pip install`` knows *option* (newer uv versions add some)."""
+    out = subprocess.run(
+        [uv_binary(), "pip", "install", "--help"], capture_output=True, text=True, check=False
+    )
+    return option in out.stdout
+
+
 def uv_python_platform(target: PythonTarget) -> str:
     """uv's ``--python-platform`` for the target: musl, or the newest manylinux_2_N it
     supports that is not newer than the image's glibc."""
@@ -159,7 +178,8 @@ def cache_key(
         "files": sorted((p, hashlib.sha256(d).hexdigest()) for p, d in inputs.files.items()),
         "requirements": inputs.requirements,
         "constraints": inputs.constraints,
-        "specs": list(install.specs),
+        "specs": inputs.specs,
+        "prereleases": inputs.prereleases,
         "options": [
             install.upgrade, install.upgrade_strategy, install.no_deps, install.require_hashes,
             list(install.only_binary), install.prefer_binary, index.pre,
@@ -213,31 +233,71 @@ def run_uv(
     key: str,
     cache: CacheRoot,
     wheelhouse: Path | None,
+    warn: Warn = lambda _message: None,
 ) -> Path:
-    """Run uv into a fresh staging tree and publish it under *key*; raise DependencyError."""
+    """Run uv into a fresh staging tree and publish it under *key*; raise DependencyError
+    (SourceBuildError for a source distribution that only the image can build)."""
     with cache.temp_dir("pydeps") as temp:
         work = temp.path
         for image_path, data in inputs.files.items():
             host = work / "inputs" / image_path.lstrip("/")
             host.parent.mkdir(parents=True, exist_ok=True)
             host.write_bytes(rebase_references(data, work / "inputs"))
-        _plant_stubs(work / "target", target)
-        argv = _uv_argv(install, inputs, index, target, platform, work, cache)
         env = _uv_env(index, wheelhouse)
-        try:
-            done = run(
-                argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                timeout=UV_TIMEOUT, check=False,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired as exc:
-            raise PackageIndexError(
-                f"installing the Python requirements took longer than {UV_TIMEOUT} s",
-                hint="check the network connection to the package index",
-            ) from exc
-        if done.returncode != 0:
-            raise _failure(done.stderr, target, platform, work)
+        python = build_python(target.version, uv_binary(), env)
+        # pip's --prefer-binary takes an older wheel over a newer sdist: wheels only first.
+        for wheels_only in (True, False) if install.prefer_binary else (False,):
+            shutil.rmtree(work / "target", ignore_errors=True)
+            _plant_stubs(work / "target", target)
+            argv = _uv_argv(install, inputs, index, target, platform, work, cache, python,
+                            wheels_only=wheels_only)  # fmt: skip
+            succeeded, stderr = _run_uv(argv, env)
+            if succeeded:
+                break
+            error = _failure(stderr, target, platform, work)
+            if not (wheels_only and isinstance(error, NoWheelError)):
+                raise error
+        _check_source_builds(work / "target", stderr, target, platform, python, warn)
         (work / "complete").write_text(key)
         return _publish(temp, cache.pydeps / key)
+
+
+def _run_uv(argv: list[str], env: dict[str, str]) -> tuple[bool, str]:
+    """Run uv: whether it succeeded, and what it said (URL credentials hidden)."""
+    try:
+        done = run(
+            argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=UV_TIMEOUT, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise PackageIndexError(
+            f"installing the Python requirements took longer than {UV_TIMEOUT} s",
+            hint="check the network connection to the package index",
+        ) from exc
+    return done.returncode == 0, redact_url(done.stderr)
+
+
+def _check_source_builds(
+    tree: Path,
+    stderr: str,
+    target: PythonTarget,
+    platform: str,
+    python: BuildPython,
+    warn: Warn,
+) -> None:
+    """Refuse what uv built from source unless it is pure Python; say when it was built
+    with a Python other than the image's."""
+    built = built_names(tree, stderr)
+    native = native_builds(tree, built)
+    if native:
+        tag = wheel_platform_tag(platform)
+        raise source_build_error(native, wheel_target=f"{target.abi}-{tag}")
+    if built and python.version != target.version:
+        warn(
+            f"built {', '.join(sorted(built))} from source with python {python.version} (this "
+            f"machine has no python {target.version}, the image's version; pure-Python wheels "
+            f"rarely differ, but 'uv python install {target.version}' makes mpkit build with it)"
+        )
 
 
 def _publish(temp: TempDir, final: Path) -> Path:
@@ -281,24 +341,28 @@ def _uv_argv(
     platform: str,
     work: Path,
     cache: CacheRoot,
+    python: BuildPython,
+    *,
+    wheels_only: bool = False,
 ) -> list[str]:
     argv = [
         uv_binary(), "pip", "install",
         "--target", str(work / "target"),
-        "--python", sys.executable, "--no-python-downloads",
+        "--python", python.path, "--no-python-downloads",  # it builds source distributions
         "--python-platform", platform,
         "--python-version", target.full_version or target.version,
-        "--only-binary", ":all:",  # nothing is compiled on the host
         "--index-strategy", "unsafe-best-match",  # pip looks at every index
         "--no-config", "--color", "never", "--no-progress",
         "--cache-dir", str(cache.uv),
     ]  # fmt: skip
+    for value in (":all:",) if wheels_only else install.only_binary:
+        argv += ["--only-binary", value]
     for option, paths in (("-r", inputs.requirements), ("-c", inputs.constraints)):
         for path in paths:
             if "://" not in path:
                 argv += [option, str(work / "inputs" / path.lstrip("/"))]
     # Specs and remote files go through a file: they may carry credentials (never argv).
-    lines = [*install.specs]
+    lines = [*inputs.specs]
     lines += [f"-r {p}" for p in inputs.requirements if "://" in p]
     lines += [f"-c {p}" for p in inputs.constraints if "://" in p]
     if lines:
@@ -311,6 +375,9 @@ def _uv_argv(
             argv += ["--upgrade-package", name]
     if index.pre:
         argv += ["--prerelease", "allow"]
+    elif inputs.prereleases and _uv_has_option("--prerelease-package"):
+        for name in inputs.prereleases:  # legacy specifiers admit them (see pipcompat)
+            argv += ["--prerelease-package", f"{name}=allow"]
     if install.no_deps:
         argv.append("--no-deps")
     if install.require_hashes:
@@ -356,17 +423,22 @@ def _failure(
     ]
     detail = " ".join(line.strip() for line in lines)[:1500] or "uv failed without a message"
     tag = wheel_platform_tag(platform)
-    names = tuple(dict.fromkeys(m for p in _NO_WHEEL_NAME for m in p.findall(stderr)))
+    native = failed_builds(stderr)
+    if native:
+        return source_build_error(native, wheel_target=f"{target.abi}-{tag}")
+    flat = " ".join(stderr.split())  # uv wraps long lines at the terminal's width
+    names = tuple(dict.fromkeys(m for p in _NO_WHEEL_NAME for m in p.findall(flat)))
     if names:
         listed = ", ".join(names)
         return NoWheelError(
             f"no wheel of {listed} fits the image (CPython {target.version} {target.abi}, "
-            f"{tag}), and the native builder does not compile packages. uv said: {detail}",
-            hint="build with --engine podman (the engine compiles it inside the image), "
+            f"{tag}), and no source distribution may be built instead (there is none, or "
+            f"the line says --only-binary). uv said: {detail}",
+            hint="build with --engine podman to run pip inside the image, "
             f"or put a wheel for {target.abi}-{tag} in a wheelhouse and pass --wheelhouse DIR",
             requirements=names,
         )
-    if any(marker in stderr for marker in _NETWORK_HINTS):
+    if any(marker in flat for marker in _NETWORK_HINTS):
         return PackageIndexError(
             f"the package index could not be used: {detail}",
             hint="check the network, proxy settings and index URL; TLS is verified with "
