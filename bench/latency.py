@@ -266,7 +266,10 @@ registry (CNCF distribution, plain HTTP on 127.0.0.1, no auth) and proxy. "In se
 the longest chain of requests each of which the proxy received after it had answered the
 one before: the round trips the command waited for in turn.
 
-Requests of the last run (in the order the proxy received them):
+Requests of the last run (in the order the proxy received them; mpkit's include its
+registry cache of dependency layers, whose entry for the unchanged pip layer is pushed
+again, a manifest and its blobs' HEADs, by every build: `--no-registry-cache` leaves them
+out):
 
 {listing}
 
