@@ -20,10 +20,12 @@ other entry is ignored with a warning, never used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mpkit.errors import ImageFormatError, MpkitError, NotFoundError
 from mpkit.image import mediatypes as mt
@@ -35,6 +37,7 @@ from mpkit.registry.client import RegistryClient
 from mpkit.registry.push import push_image
 from mpkit.registry.session import open_client
 from mpkit.registry.transport import ClientOptions
+from mpkit.statedir import state_dir
 
 ARTIFACT_TYPE = "application/vnd.mpkit.dependency-layer.v1"
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
@@ -137,16 +140,22 @@ class RegistryLayerCache:
         warning: the build itself succeeded, only the next machine misses the cache."""
         if self.destination is None:
             return 0
-        client = self.open_client(self.destination.registry)
         published = 0
         for key, layer in self.made:
+            record = _published_record(self.destination, key, layer)
+            if record.exists():
+                continue  # this machine recorded it there before: no request needed
             target = Reference(self.destination, cache_tag(key), None)
             try:
-                push_image(client, artifact(key, layer), target)
+                push_image(self.open_client(self.destination.registry), artifact(key, layer),
+                           target)  # fmt: skip
             except MpkitError as exc:
                 self.warn(f"the dependency layer was not recorded in the registry cache "
                           f"{self.destination}: {exc.message}")  # fmt: skip
                 continue
+            with contextlib.suppress(OSError):
+                record.parent.mkdir(parents=True, exist_ok=True)
+                record.touch()
             published += 1
         return published
 
@@ -179,6 +188,12 @@ def registry_cache_for(
 
     cache = RegistryLayerCache(list(dict.fromkeys(sources)), destination, client_for, warn)
     return cache
+
+
+def _published_record(destination: Repository, key: str, layer: Layer) -> Path:
+    """The state file saying this machine recorded *layer* under *key* in *destination*."""
+    name = hashlib.sha256(f"{destination}\n{key}\n{layer.digest}".encode()).hexdigest()
+    return state_dir() / "registry-cache" / name
 
 
 def _entry(data: bytes, key: str, where: str) -> tuple[Descriptor, str] | None:
