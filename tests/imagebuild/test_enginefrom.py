@@ -196,8 +196,8 @@ def test_an_image_mpkit_cannot_name_keeps_mpkits_own_advice() -> None:
     blamed = bases.pull_failure(failure(*output), EngineKind.PODMAN, SETTINGS, frozenset())
     assert blamed is not None
     assert blamed.message.startswith("Dockerfile line 1: FROM base-adapter:python-9: podman could")
-    assert "names a local image" in blamed.message
-    assert blamed.hint is not None and "publish that base once" in blamed.hint
+    assert "no registry serves it and no image alias points at it" in blamed.message
+    assert blamed.hint is not None and "publishes it by itself" in blamed.hint
 
 
 def test_from_lines_of_a_dockerfile_only_an_engine_parses_follow_the_settings_too() -> None:
