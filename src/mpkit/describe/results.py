@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mpkit.describe.imageway import SERVER_PORT, image_server
 from mpkit.image.digest import digest_hex
@@ -40,28 +40,44 @@ class KnownApiVersion:
     source: str  # where it came from when it was asked
 
 
-class DescribeResults:
-    """The definitions and API versions found before, under *root* (``…/describe``)."""
+class RemoteRecords(Protocol):
+    """Results another machine found, shared through the team's registry
+    (mpkit.imagebuild.registrycache)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root / asker_version()
+    def fetch_record(self, name: str) -> dict[str, Any] | None: ...
+
+    def remember_record(self, name: str, record: dict[str, Any]) -> None: ...
+
+
+class DescribeResults:
+    """The definitions and API versions found before, under *root* (``…/describe``), and
+    in *remote* when given (looked up on a local miss, and told of what is found here)."""
+
+    def __init__(self, root: Path, remote: RemoteRecords | None = None) -> None:
+        self.version = asker_version()
+        self.root = root / self.version
+        self.remote = remote
+        self.from_remote: set[str] = set()  # names the registry already holds
 
     @classmethod
-    def under(cls, cache_root: Path) -> DescribeResults:
-        return cls(cache_root / "describe")
+    def under(cls, cache_root: Path, remote: RemoteRecords | None = None) -> DescribeResults:
+        return cls(cache_root / "describe", remote)
 
     # -- definitions, by image -------------------------------------------------------------
     def definition(self, image: Image) -> dict[str, Any] | None:
         """The stored record of *image*'s definition (see DefinitionResult.to_record)."""
-        return self._read(self._definition_path(image))
+        path = self._definition_path(image)
+        return self._read(path) or self._fetch(f"definition {image.digest}", path)
 
     def store_definition(self, image: Image, record: dict[str, Any]) -> None:
-        self._write(self._definition_path(image), record)
+        self._store(f"definition {image.digest}", self._definition_path(image), record)
 
     # -- API versions, by base -------------------------------------------------------------
     def api_version(self, image: Image) -> KnownApiVersion | None:
         path = self._api_version_path(image)
-        data = self._read(path) if path is not None else None
+        if path is None:
+            return None
+        data = self._read(path) or self._fetch(f"api-version {path.stem}", path)
         if data is None or not isinstance(data.get("version"), str):
             return None
         return KnownApiVersion(data["version"], str(data.get("source") or ""))
@@ -69,7 +85,23 @@ class DescribeResults:
     def store_api_version(self, image: Image, known: KnownApiVersion) -> None:
         path = self._api_version_path(image)
         if path is not None:
-            self._write(path, {"version": known.version, "source": known.source})
+            record = {"version": known.version, "source": known.source}
+            self._store(f"api-version {path.stem}", path, record)
+
+    # -- here and remote -------------------------------------------------------------------
+    def _fetch(self, name: str, path: Path) -> dict[str, Any] | None:
+        if self.remote is None:
+            return None
+        record = self.remote.fetch_record(f"describe {self.version} {name}")
+        if record is not None:
+            self._write(path, record)
+            self.from_remote.add(name)
+        return record
+
+    def _store(self, name: str, path: Path, record: dict[str, Any]) -> None:
+        self._write(path, record)
+        if self.remote is not None and name not in self.from_remote:
+            self.remote.remember_record(f"describe {self.version} {name}", record)
 
     # -- files -----------------------------------------------------------------------------
     def _definition_path(self, image: Image) -> Path:

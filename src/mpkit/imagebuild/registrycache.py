@@ -1,4 +1,4 @@
-"""The team's registry as the shared cache of dependency layers.
+"""The team's registry as the shared cache of dependency layers and build records.
 
 Resolving and downloading an adapter's Python requirements is the slow part of a first
 build, and every fresh CI machine pays it again. The registry the team pushes to already
@@ -16,6 +16,10 @@ be the subject depends on the very layer being looked for.
 An entry is used only when its key annotation is exactly the key asked for and its layer
 decompresses to the recorded diff_id (it is downloaded and checked before use); any
 other entry is ignored with a warning, never used.
+
+Build records (the adapter's definition by image digest, its API version by base digest)
+travel the same way, as an artifact whose one layer is the record's JSON: a machine that
+never ran the image need not run it to learn what another machine learnt.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mpkit.errors import ImageFormatError, MpkitError, NotFoundError
 from mpkit.image import mediatypes as mt
@@ -45,6 +50,9 @@ EMPTY_DATA = b"{}"
 KEY_ANNOTATION = "io.mpkit.cache.key"
 DIFF_ID_ANNOTATION = "io.mpkit.cache.diff-id"
 TAG_PREFIX = "mpkit-cache-"
+RECORD_ARTIFACT_TYPE = "application/vnd.mpkit.build-record.v1"
+RECORD_MEDIA_TYPE = "application/vnd.mpkit.build-record.v1+json"
+MAX_RECORD_BYTES = 4 * 1024 * 1024
 KEY_FORMAT = 1  # bump when what a key covers changes
 
 Opener = Callable[[str], RegistryClient]  # a client for a registry host
@@ -65,14 +73,30 @@ def cache_tag(key: str) -> str:
 def artifact(key: str, layer: Layer) -> Image:
     """The cache entry recording *layer* under *key*."""
     assert layer.diff_id is not None
+    annotations = {KEY_ANNOTATION: key, DIFF_ID_ANNOTATION: layer.diff_id}
+    return _artifact(ARTIFACT_TYPE, layer, annotations)
+
+
+def record_key(name: str) -> str:
+    return hashlib.sha256(f"mpkit-build-record {KEY_FORMAT}\n{name}".encode()).hexdigest()
+
+
+def record_artifact(name: str, record: dict[str, Any]) -> Image:
+    """The cache entry holding *record* under the name *name*."""
+    data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    layer = Layer.from_blob(Blob.from_bytes(data, RECORD_MEDIA_TYPE))
+    return _artifact(RECORD_ARTIFACT_TYPE, layer, {KEY_ANNOTATION: record_key(name)})
+
+
+def _artifact(artifact_type: str, layer: Layer, annotations: dict[str, str]) -> Image:
     config = Blob.from_bytes(EMPTY_DATA, EMPTY_MEDIA_TYPE)
     manifest = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE,
+        "artifactType": artifact_type,
         "config": config.descriptor.to_dict(),
         "layers": [layer.descriptor.to_dict()],
-        "annotations": {KEY_ANNOTATION: key, DIFF_ID_ANNOTATION: layer.diff_id},
+        "annotations": annotations,
     }
     data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
     return Image(data, config, [layer])
@@ -88,6 +112,7 @@ class RegistryLayerCache:
     open_client: Opener
     warn: Callable[[str], None] = lambda _message: None
     made: list[tuple[str, Layer]] = field(default_factory=list)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # to publish, by name
     hits: int = 0
     opened: list[RegistryClient] = field(default_factory=list)  # closed by close()
 
@@ -130,6 +155,38 @@ class RegistryLayerCache:
             self.warn(f"ignoring the registry cache entry {where}: {exc.message}")
             return None
 
+    def fetch_record(self, name: str) -> dict[str, Any] | None:
+        """The build record published under *name*, from the first source that has a good
+        one; None otherwise (a bad entry is ignored with a warning)."""
+        key = record_key(name)
+        for repository in self.sources:
+            try:
+                client = self.open_client(repository.registry)
+                try:
+                    manifest = client.get_manifest(repository.path, cache_tag(key))
+                except NotFoundError:
+                    continue
+                where = f"{repository}:{cache_tag(key)}"
+                descriptor = _record_entry(manifest.data, key, where)
+                if descriptor is None:
+                    self.warn(f"ignoring the registry cache entry {where}: it is not mpkit's "
+                              "record for this key")  # fmt: skip
+                    continue
+                data = client.read_blob(repository.path, descriptor, limit=MAX_RECORD_BYTES)
+                record = parse_json(data)
+            except (MpkitError, ValueError) as exc:
+                self.warn(f"the registry cache in {repository} was not read: {exc}")
+                continue
+            if isinstance(record, dict):
+                self.hits += 1
+                return record
+        return None
+
+    def remember_record(self, name: str, record: dict[str, Any]) -> None:
+        """Publish *record* under *name* with the layers (see publish)."""
+        if self.destination is not None:
+            self.records[name] = record
+
     def remember(self, key: str, layer: Layer) -> None:
         """Record *layer* under *key* once the image is pushed (see publish)."""
         if self.destination is not None and layer.diff_id is not None:
@@ -140,22 +197,25 @@ class RegistryLayerCache:
         warning: the build itself succeeded, only the next machine misses the cache."""
         if self.destination is None:
             return 0
+        entries = [(key, artifact(key, layer), layer.digest) for key, layer in self.made]
+        for name, record in self.records.items():
+            entry = record_artifact(name, record)
+            entries.append((record_key(name), entry, entry.digest))
         published = 0
-        for key, layer in self.made:
-            record = _published_record(self.destination, key, layer)
-            if record.exists():
+        for key, entry, identity in entries:
+            marker = _published_record(self.destination, key, identity)
+            if marker.exists():
                 continue  # this machine recorded it there before: no request needed
             target = Reference(self.destination, cache_tag(key), None)
             try:
-                push_image(self.open_client(self.destination.registry), artifact(key, layer),
-                           target)  # fmt: skip
+                push_image(self.open_client(self.destination.registry), entry, target)
             except MpkitError as exc:
-                self.warn(f"the dependency layer was not recorded in the registry cache "
-                          f"{self.destination}: {exc.message}")  # fmt: skip
+                self.warn(f"the build cache entry was not recorded in {self.destination}: "
+                          f"{exc.message}")  # fmt: skip
                 continue
             with contextlib.suppress(OSError):
-                record.parent.mkdir(parents=True, exist_ok=True)
-                record.touch()
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
             published += 1
         return published
 
@@ -190,9 +250,10 @@ def registry_cache_for(
     return cache
 
 
-def _published_record(destination: Repository, key: str, layer: Layer) -> Path:
-    """The state file saying this machine recorded *layer* under *key* in *destination*."""
-    name = hashlib.sha256(f"{destination}\n{key}\n{layer.digest}".encode()).hexdigest()
+def _published_record(destination: Repository, key: str, identity: str) -> Path:
+    """The state file saying this machine recorded *identity* (the entry's digest) under
+    *key* in *destination*."""
+    name = hashlib.sha256(f"{destination}\n{key}\n{identity}".encode()).hexdigest()
     return state_dir() / "registry-cache" / name
 
 
@@ -215,3 +276,22 @@ def _entry(data: bytes, key: str, where: str) -> tuple[Descriptor, str] | None:
     if descriptor.media_type not in (mt.OCI_LAYER_GZIP, mt.DOCKER_LAYER_GZIP):
         return None
     return descriptor, diff_id
+
+
+def _record_entry(data: bytes, key: str, where: str) -> Descriptor | None:
+    """The record blob's descriptor of a well-formed record entry for *key*, else None."""
+    try:
+        manifest = parse_json(data)
+        layers = manifest.get("layers") or []
+        if (
+            manifest.get("artifactType") != RECORD_ARTIFACT_TYPE
+            or (manifest.get("annotations") or {}).get(KEY_ANNOTATION) != key
+            or len(layers) != 1
+        ):
+            return None
+        descriptor = Descriptor.from_dict(layers[0], where=where)
+    except (ValueError, AttributeError, TypeError, ImageFormatError):
+        return None
+    if descriptor.media_type != RECORD_MEDIA_TYPE or descriptor.size > MAX_RECORD_BYTES:
+        return None
+    return descriptor

@@ -204,10 +204,11 @@ def _build_pack_flow(
             )  # fmt: skip
             digest = result.image.digest
             tag = _tag(project, digest)
+            results = DescribeResults.under(CacheRoot.default().path, remote=layer_cache)
             described = own or describe_before_push(
                 project, result.image, prompter=ask, engine=_describe_engine(options),
                 cache_dir=CacheRoot.default().path,
-                results=DescribeResults.under(CacheRoot.default().path), log=_both(reporter),
+                results=results, log=_both(reporter),
             )  # fmt: skip
             access.proven()  # checked before the build, or while it ran
             if described is not None:  # everything checked: push under the tag
@@ -224,7 +225,7 @@ def _build_pack_flow(
                     pushed_reference=str(pushed.reference),
                     insecure_registries=options.client_options.insecure_registries,
                     cache_dir=CacheRoot.default().path,
-                    results=DescribeResults.under(CacheRoot.default().path),
+                    results=results,
                     log=_both(reporter),
                 )  # fmt: skip
                 prepared = _prepare(described, targets, digest, tag, options)
