@@ -49,11 +49,22 @@ def cache_tags(registry: RegistryServer, path: str) -> list[str]:
     return [t for t in tags if t.startswith(TAG_PREFIX)]
 
 
+def layer_tags(registry: RegistryServer, path: str) -> list[str]:
+    """The cache tags holding dependency layers (the others hold build records)."""
+    return [t for t in cache_tags(registry, path)
+            if entry(registry, path, t)["artifactType"] == ARTIFACT_TYPE]  # fmt: skip
+
+
 def entry(registry: RegistryServer, path: str, tag: str) -> dict[str, Any]:
     answer = httpx.get(f"{registry.url}/v2/{path}/manifests/{tag}",
                        headers={"Accept": OCI_MANIFEST})  # fmt: skip
     data: dict[str, Any] = answer.json()
     return data
+
+
+def pip_step(result: dict[str, Any]) -> dict[str, Any]:
+    step: dict[str, Any] = next(s for s in result["layers"] if "pip" in s["instruction"])
+    return step
 
 
 def put_entry(registry: RegistryServer, path: str, tag: str, manifest: dict[str, Any]) -> None:
@@ -71,19 +82,21 @@ def test_a_second_machine_takes_the_layer_from_the_registry_without_the_index(
     ref = f"{registry.host}/team/adapter:v1"
 
     first = build(machine(tmp_path / "one", sdk_base), project, ref)
-    assert first["registry_cache"] == {"hits": 0, "recorded": 1}
-    [tag] = cache_tags(registry, "team/adapter")
+    assert first["registry_cache"]["hits"] == 0
+    # The layer, and the records that spare the next machine work: its file listing and
+    # the image's Python.
+    assert first["registry_cache"]["recorded"] == len(cache_tags(registry, "team/adapter")) >= 3
+    [tag] = layer_tags(registry, "team/adapter")
     recorded = entry(registry, "team/adapter", tag)
     assert recorded["artifactType"] == ARTIFACT_TYPE
     assert recorded["annotations"][KEY_ANNOTATION] == tag.removeprefix(TAG_PREFIX)
-    pip_step = next(s for s in first["layers"] if "pip" in s["instruction"])
-    assert recorded["layers"][0]["digest"] == pip_step["digest"]
+    assert recorded["layers"][0]["digest"] == pip_step(first)["digest"]
 
     # Another machine, nothing cached, and uv may not reach any index.
     second = build(machine(tmp_path / "two", sdk_base, UV_OFFLINE="1"), project, ref)
     assert second["digest"] == first["digest"]
-    assert second["registry_cache"]["hits"] == 1
-    assert next(s for s in second["layers"] if "pip" in s["instruction"])["cached"] is True
+    assert second["registry_cache"]["hits"] >= 1
+    assert pip_step(second)["cached"] is True
     assert second["push"]["blobs_uploaded"] == 0
 
     # Without the registry cache, the offline machine cannot build: the hit was real.
@@ -100,7 +113,7 @@ def test_a_poisoned_entry_is_refused_and_the_layer_built_again(
     project = make_sdk_project(tmp_path / "project", requirements=(PURE_REQUIREMENT,))
     ref = f"{registry.host}/team/poisoned:v1"
     first = build(machine(tmp_path / "one", sdk_base), project, ref)
-    [tag] = cache_tags(registry, "team/poisoned")
+    [tag] = layer_tags(registry, "team/poisoned")
     good = entry(registry, "team/poisoned", tag)
 
     # Another layer of the same repository (the image's first COPY layer) under the key:
@@ -112,7 +125,7 @@ def test_a_poisoned_entry_is_refused_and_the_layer_built_again(
     put_entry(registry, "team/poisoned", tag, poisoned)
     second = build(machine(tmp_path / "two", sdk_base), project, ref)
     assert "ignoring the registry cache entry" in second["stderr"]
-    assert second["registry_cache"]["hits"] == 0
+    assert pip_step(second)["cached"] is False
     assert second["digest"] == first["digest"]  # built from the index, as if never cached
 
     # An entry for another key under this key's tag.
@@ -121,7 +134,7 @@ def test_a_poisoned_entry_is_refused_and_the_layer_built_again(
     put_entry(registry, "team/poisoned", tag, foreign)
     third = build(machine(tmp_path / "three", sdk_base), project, ref)
     assert "not mpkit's entry for this key" in third["stderr"]
-    assert third["registry_cache"]["hits"] == 0 and third["digest"] == first["digest"]
+    assert pip_step(third)["cached"] is False and third["digest"] == first["digest"]
     assert DIFF_ID_ANNOTATION in good["annotations"]
 
 
@@ -133,8 +146,8 @@ def test_cache_from_and_cache_to_name_other_repositories(
     cache_repository = f"{shared.host}/ci/dependency-cache"
     first = build(machine(tmp_path / "one", sdk_base), project, f"{target.host}/a/app:v1",
                   "--cache-to", cache_repository)  # fmt: skip
-    assert first["registry_cache"]["recorded"] == 1
-    assert cache_tags(target, "a/app") == [] and len(cache_tags(shared, "ci/dependency-cache")) == 1
+    assert first["registry_cache"]["recorded"] == len(cache_tags(shared, "ci/dependency-cache"))
+    assert cache_tags(target, "a/app") == [] and len(layer_tags(shared, "ci/dependency-cache")) == 1
 
     second = build(machine(tmp_path / "two", sdk_base), project, f"{target.host}/b/app:v1",
                    "--cache-from", cache_repository, "--no-registry-cache")  # fmt: skip
@@ -143,4 +156,4 @@ def test_cache_from_and_cache_to_name_other_repositories(
 
     third = build(machine(tmp_path / "three", sdk_base, UV_OFFLINE="1"), project,
                   f"{target.host}/b/app:v1", "--cache-from", cache_repository)  # fmt: skip
-    assert third["registry_cache"]["hits"] == 1 and third["digest"] == first["digest"]
+    assert pip_step(third)["cached"] is True and third["digest"] == first["digest"]

@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import platformdirs
 
@@ -50,6 +53,35 @@ AREAS = (
     Area("tmp", "files being written; what killed runs left is removed"),
     Area(FORMAT_FILE, "the version of this layout"),
 )
+
+
+class RemoteRecords(Protocol):
+    """Results another machine found, shared through the team's registry (see
+    mpkit.imagebuild.registrycache): looked up on a local miss, told of what is found here."""
+
+    def fetch_record(self, name: str) -> dict[str, Any] | None: ...
+
+    def remember_record(self, name: str, record: dict[str, Any]) -> None: ...
+
+
+_SHARED: ContextVar[RemoteRecords | None] = ContextVar("mpkit_shared_records", default=None)
+
+
+@contextlib.contextmanager
+def sharing(records: RemoteRecords | None) -> Iterator[None]:
+    """Within the block, content-addressed results (layer listings, Python targets,
+    describe.xml validations) missing here are looked up in *records*, and new ones are
+    offered to it."""
+    token = _SHARED.set(records)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared_records() -> RemoteRecords | None:
+    """The records of the enclosing :func:`sharing` block, if any."""
+    return _SHARED.get()
 
 
 class CacheError(MpkitError):

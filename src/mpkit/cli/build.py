@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mpkit.cache.root import CacheRoot
+from mpkit.cache.root import CacheRoot, sharing
 from mpkit.cli.common import (
     add_external_links_option,
     add_pull_option,
@@ -115,7 +115,7 @@ def cmd_build(args: argparse.Namespace, out: Output) -> int:
             client, target.repository, cache_from=sources, cache_to=destination,
             enabled=not args.no_registry_cache, options=options, warn=out.warn,
         )  # fmt: skip
-        with contextlib.closing(cache):
+        with contextlib.closing(cache), sharing(cache):
             result = build_image(replace(request, registry_cache=cache), log=out.info)
             report = _report(result)
             with out.progress("push") as progress:

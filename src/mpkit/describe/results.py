@@ -19,8 +19,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from mpkit.cache.root import RemoteRecords
 from mpkit.describe.imageway import SERVER_PORT, image_server
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Image
@@ -38,15 +39,6 @@ FINAL_OUTCOMES = ("version", "answer")
 class KnownApiVersion:
     version: str
     source: str  # where it came from when it was asked
-
-
-class RemoteRecords(Protocol):
-    """Results another machine found, shared through the team's registry
-    (mpkit.imagebuild.registrycache)."""
-
-    def fetch_record(self, name: str) -> dict[str, Any] | None: ...
-
-    def remember_record(self, name: str, record: dict[str, Any]) -> None: ...
 
 
 class DescribeResults:

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mpkit.cache.root import CacheRoot
+from mpkit.cache.root import CacheRoot, shared_records
 from mpkit.describe.errors import DescribeError
 
 if TYPE_CHECKING:  # xmlschema costs ~0.1 s to import: only when a describe is validated
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # xmlschema costs ~0.1 s to import: only when a describe is v
 SCHEMA_NAME = "describeSchema.xsd"
 BUNDLED_SCHEMA = Path(__file__).with_name(SCHEMA_NAME)
 MAX_REPORTED = 5
+VALID = {"valid": True}
 VALIDATION_VERSION = "xsd11-1"  # bump if what counts as valid changes
 
 
@@ -90,14 +91,19 @@ def validate_describe(
     if marker is not None and marker.exists():
         cache.mark_used(marker)
         return
+    records = shared_records()
+    name = f"describe-valid {marker.name}" if marker is not None else None
+    if records is not None and name is not None and records.fetch_record(name) == VALID:
+        _mark_valid(cache, marker)
+        return
     try:
         problems = describe_problems(describe_xml, schema_path)
     except ET.ParseError as exc:
         raise DescribeError(f"{what} is not well-formed XML: {exc}") from None
     if not problems:
-        if marker is not None:
-            with contextlib.suppress(OSError):
-                cache.write_bytes(marker, b"valid\n")
+        _mark_valid(cache, marker)
+        if records is not None and name is not None:
+            records.remember_record(name, VALID)
         return
     shown = "; ".join(problems[:MAX_REPORTED])
     more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
@@ -118,6 +124,12 @@ def _valid_marker(cache: CacheRoot, describe_xml: bytes, schema_path: Path) -> P
     for part in (validator.encode(), schema, describe_xml):
         key.update(hashlib.sha256(part).digest())
     return cache.describe_valid / key.hexdigest()
+
+
+def _mark_valid(cache: CacheRoot, marker: Path | None) -> None:
+    if marker is not None:
+        with contextlib.suppress(OSError):
+            cache.write_bytes(marker, b"valid\n")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from mpkit.cache.root import CacheRoot
+from mpkit.cache.root import CacheRoot, shared_records
 from mpkit.errors import ImageFormatError
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Blob
@@ -52,13 +52,25 @@ ROOT: Attrs = ("dir", 0o755, 0, 0, 0, "", -1)
 _KIND = b"mpkit-fsview"
 
 
+# Listing a layer means reading all of it; a big one (a base's) is worth fetching instead.
+SHARED_INDEX_MIN_SIZE = 1 << 20
+
+
 def index_layer(blob: Blob, cache: CacheRoot | None) -> dict[str, object]:
-    """List one gzip/plain tar layer (cached by digest)."""
+    """List one gzip/plain tar layer (cached by digest; a big one also in the records a
+    build shares through the team's registry)."""
     cached = _index_path(cache, blob.descriptor.digest)
     if cached is not None and cached.exists():
         data = json.loads(cached.read_text())
         if data.get("version") == INDEX_VERSION:
             return dict(data)
+    records = shared_records() if blob.descriptor.size >= SHARED_INDEX_MIN_SIZE else None
+    record_name = f"layer-index {INDEX_VERSION} {blob.descriptor.digest}"
+    shared = records.fetch_record(record_name) if records is not None else None
+    if shared is not None and shared.get("version") == INDEX_VERSION:
+        if cache is not None and cached is not None:
+            cache.write_bytes(cached, json.dumps(shared).encode())
+        return shared
     entries: LayerIndex = {}
     whiteouts: list[str] = []
     opaque: list[str] = []
@@ -96,6 +108,8 @@ def index_layer(blob: Blob, cache: CacheRoot | None) -> dict[str, object]:
     }  # fmt: skip
     if cache is not None and cached is not None:
         cache.write_bytes(cached, json.dumps(result).encode())
+    if records is not None:
+        records.remember_record(record_name, result)
     return result
 
 

@@ -21,7 +21,7 @@ from mpkit.image.layerwriter import LayerEntry
 from mpkit.image.types import Image, Layer, Platform
 from mpkit.imagebuild.assemble import HistoryStep, assemble_image, base_labels
 from mpkit.imagebuild.base import BaseImage
-from mpkit.imagebuild.basefs import LayeredFilesystem
+from mpkit.imagebuild.basefs import LayeredFilesystem, index_layer
 from mpkit.imagebuild.context import BuildContext
 from mpkit.imagebuild.copy import OverlayView, plan_copy, plan_workdir
 from mpkit.imagebuild.dockerfile import Dockerfile, Instruction, NeedsEngineError
@@ -260,7 +260,9 @@ class NativeBuild:
             ) from exc  # fmt: skip
         self._layer(instr, deps.entries, key=key)
         if self.registry_cache is not None and self.base.digest is not None:
-            self.registry_cache.remember(registry_key(self.base.digest, key), self.layers[-1])
+            made = self.layers[-1]
+            self.registry_cache.remember(registry_key(self.base.digest, key), made)
+            index_layer(made, self.cache)  # shared: the next machine reads the listing
 
     def _from_registry_cache(self, instr: Instruction, key: str) -> bool:
         """On a machine that never built this layer, take it from the registry cache

@@ -7,14 +7,16 @@ of them and of an exact identity of the filesystem (e.g. the digests of its laye
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import marshal
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
 from mpkit import __version__
-from mpkit.cache.root import CacheRoot
+from mpkit.cache.root import CacheRoot, shared_records
 from mpkit.imagebuild import marshalfile
 from mpkit.imagebuild.fsview import FilesystemView
 from mpkit.imagebuild.target import (
@@ -46,13 +48,32 @@ def detect_target_cached(
          os, arch, list(launcher), user_flag],
         sort_keys=True, default=str,
     )  # fmt: skip
-    path = cache.fsindex / f"target-{hashlib.sha256(identity.encode()).hexdigest()}.bin"
+    key = hashlib.sha256(identity.encode()).hexdigest()
+    path = cache.fsindex / f"target-{key}.bin"
     kept = from_plain(marshalfile.read(path, _KIND, TARGET_FORMAT))
     if kept is not None:
         return kept
-    target = detect_target(fs, config, os=os, arch=arch, launcher=launcher, user_flag=user_flag)
-    marshalfile.write(path, _KIND, TARGET_FORMAT, to_plain(target), temp_dir=cache.tmp)
-    return target
+    records, name = shared_records(), f"python-target {key}"
+    shared = records.fetch_record(name) if records is not None else None
+    kept = from_plain(_decode(shared)) if shared is not None else None
+    if kept is None:
+        kept = detect_target(fs, config, os=os, arch=arch, launcher=launcher, user_flag=user_flag)
+        if records is not None:
+            records.remember_record(name, {"marshal": _encode(to_plain(kept))})
+    marshalfile.write(path, _KIND, TARGET_FORMAT, to_plain(kept), temp_dir=cache.tmp)
+    return kept
+
+
+def _encode(value: Any) -> str:
+    return base64.b64encode(marshal.dumps(value)).decode()
+
+
+def _decode(record: Mapping[str, Any]) -> Any:
+    """The plain target in a shared record (marshal of plain data only: no code objects)."""
+    try:
+        return marshal.loads(base64.b64decode(str(record["marshal"])))  # noqa: S302
+    except (KeyError, ValueError, EOFError, TypeError):
+        return None
 
 
 def to_plain(t: PythonTarget) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpkit.cache.root import CacheRoot
+from mpkit.cache.root import CacheRoot, sharing
 from mpkit.credentials import Credential
 from mpkit.credentials.ecr import check_ecr_repository
 from mpkit.describe import (
@@ -190,7 +190,7 @@ def _build_pack_flow(
             client, targets.push, cache_from=options.cache_from, cache_to=options.cache_to,
             enabled=options.registry_cache, options=options.client_options, warn=reporter.warn,
         )  # fmt: skip
-        with access, contextlib.closing(layer_cache):
+        with access, contextlib.closing(layer_cache), sharing(layer_cache):
             settings, sdk_bases = _sdk_bases(project, targets.push, client, options, reporter)
             result = build_image(
                 BuildRequest(
