@@ -29,7 +29,6 @@ import selectors
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -400,40 +399,6 @@ def _warm_up() -> None:
 
     prebuild_parsers()
     default_context().load_trust()
-    _warm_http()
-
-
-def _warm_http() -> None:
-    """One loopback exchange through the registry transport, so that every child starts
-    with httpx's and our code paths warm (a fresh child's first request costs ~8 ms)."""
-    from mpkit.registry.transport import ClientOptions, Transport
-
-    reply = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-        b"Docker-Distribution-Api-Version: registry/2.0\r\n\r\n{}"
-    )
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.settimeout(REQUEST_TIMEOUT)
-        host = f"127.0.0.1:{listener.getsockname()[1]}"
-
-        def answer() -> None:
-            with contextlib.suppress(OSError):
-                conn, _ = listener.accept()
-                with conn:
-                    conn.recv(65536)
-                    conn.sendall(reply)
-
-        responder = threading.Thread(target=answer, name="mpkit-warm-up")
-        responder.start()
-        try:
-            with Transport(host, options=ClientOptions(), credentials=None) as transport:
-                transport.ping()
-        except Exception as exc:  # only a warm-up: the children work regardless
-            _log(f"warm-up request failed: {exc}")
-        finally:
-            responder.join()  # no thread may be left when the server forks
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
