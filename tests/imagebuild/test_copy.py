@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from mpkit.errors import ContextError, DockerfileError, ExternalLinkError
 from mpkit.image.layerwriter import LayerEntry, write_layer
-from mpkit.imagebuild.context import BuildContext, ContextError
+from mpkit.imagebuild.context import BuildContext
 from mpkit.imagebuild.copy import OverlayView, UserDB, plan_copy, plan_workdir
-from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
+from mpkit.imagebuild.dockerfile import NeedsEngineError, parse_dockerfile
 from mpkit.imagebuild.fsview import FileInfo, FilesystemView, MemoryFilesystem
 from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
-from mpkit.project.links import ExternalLinkError
 from tests.imagebuild.conftest import Listing, MiniPodman
 
 USER = "aria-ops-adapter-user"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mpkit.errors import MpkitError
+from mpkit.errors import ContextError
 from mpkit.project.links import LinkPolicy
 
 DEFAULT_EXCLUDED_TOP_LEVEL = frozenset({"build", "content", "logs", "resources"})
@@ -38,17 +38,6 @@ DEFAULT_EXCLUSIONS_TEXT = (
     "hidden files and directories, virtual environments)"
 )
 ContextKind = Literal["file", "dir", "symlink", "other"]
-
-
-class ContextError(MpkitError):
-    """The build context is unusable: unreadable, hostile (links leaving it), or a bad
-    .dockerignore."""
-
-    code = "build_context"
-
-    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.path = path
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mpkit.pack.errors import PackError
+from mpkit.errors import PackError
 
 DIGEST_PATTERN = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 API_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpkit.errors import InvalidReferenceError
-from mpkit.pack import PackContents, PackError, check_consistency, open_pack
+from mpkit.errors import InvalidReferenceError, PackError
+from mpkit.pack import PackContents, check_consistency, open_pack
 from mpkit.reference import Reference, Repository, normalize_registry, validate_tag
 
 DEFAULT_REGISTRY_HINT = (

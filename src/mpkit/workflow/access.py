@@ -11,7 +11,7 @@ from mpkit.errors import (
     AccessDeniedError,
     AuthenticationError,
     InvalidReferenceError,
-    MpkitError,
+    NoRegistryError,
     NotFoundError,
     RegistryError,
     RegistryUnreachableError,
@@ -35,10 +35,6 @@ WHY_REGISTRY = (
     "where it is, and each Aria Operations cloud proxy pulls it from there at install time, "
     "anonymously."
 )
-
-
-class NoRegistryError(MpkitError):
-    code = "no_registry"
 
 
 @dataclass(frozen=True)
