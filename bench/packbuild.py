@@ -273,7 +273,7 @@ def run_all(mpkit_tool: MpkitTool, podman_tool: PodmanTool, runs: int) -> Result
     return results
 
 
-PROFILE_ENCLOSING = ("__main__.py", "cli/__init__.py", "cli/packbuild.py")
+PROFILE_ENCLOSING = ("__main__.py", "cli/__init__.py", "cli/build.py")
 PROFILE_SKIP = ("build_pack_flow",)  # the build flow's entry point encloses most of the run
 
 

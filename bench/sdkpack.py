@@ -103,7 +103,7 @@ GOALS = {"no-change": 0.5, "app-only": 1.5, "quick start": 1.0}
 QUICK_START = REPO_ROOT / "examples" / "hello-adapter"
 BUILD_TIMEOUT = 900.0
 PROFILE_ROWS = 12
-PROFILE_ENCLOSING = ("__main__.py", "launcher.py", "cli/__init__.py", "cli/packbuild.py")
+PROFILE_ENCLOSING = ("__main__.py", "launcher.py", "cli/__init__.py", "cli/build.py")
 PROFILE_SKIP = ("build_pack_flow", "_build_pack_flow")  # enclose the whole build
 
 

@@ -819,7 +819,7 @@ def mp_build_argv() -> list[str]:
     script = Path(sys.executable).with_name("mp-build")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "from mpkit.cli.packbuild import mp_build; mp_build()"]
+    return [sys.executable, "-c", "from mpkit.cli.build import mp_build; mp_build()"]
 
 
 def run_mp_build(flow: Flow, *args: str, env: Mapping[str, str] | None = None) -> CommandResult:

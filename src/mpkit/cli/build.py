@@ -1,4 +1,4 @@
-"""`mpkit build` and the SDK-compatible `mp-build` (SPEC §4 flags)."""
+"""`mpkit build`, and `mp-build`, which takes the VMware SDK's command line unchanged."""
 
 from __future__ import annotations
 
@@ -232,11 +232,7 @@ def _build_many(args: argparse.Namespace, out: Output, patterns: list[str]) -> i
                 "project's config.json",
             )
     projects = expand_projects(patterns)
-    env = dict(os.environ)
     credential = _credential(args, out)
-    if credential is not None and credential.username and credential.password:
-        # Through the environment, never the children's argv.
-        env.update({ENV_USERNAME: credential.username, ENV_PASSWORD: credential.password})
     names = [str(project) for project in projects]
     with out.jobs(names) as view:
 
@@ -246,8 +242,8 @@ def _build_many(args: argparse.Namespace, out: Output, patterns: list[str]) -> i
             else:
                 view.done(str(project), result.ok, _summary(result))
 
-        results = build_many(projects, _shared_flags(args), jobs=args.jobs, env=env,
-                             on_event=event)  # fmt: skip
+        results = build_many(projects, _shared_flags(args), jobs=args.jobs,
+                             credential=credential, on_event=event)  # fmt: skip
     failed = [r for r in results if not r.ok]
     data = {"ok": not failed, "results": [r.to_dict() for r in results]}
     out.result(data, _table(results))
