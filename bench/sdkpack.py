@@ -151,7 +151,8 @@ def container_starts(podman: Podman) -> int:
 
 class MpkitTool:
     """``mpkit build PROJECT --json --no-ttl`` in a fresh interpreter (no build server),
-    describing with a podman that works here (SPEC §9 settings, overlay storage)."""
+    describing with a podman that works here (runc, cgroupfs, ulimits below the hard limit,
+    overlay storage)."""
 
     name = "mpkit"
 

@@ -154,7 +154,8 @@ def test_existing_directories_get_no_entry(project: Path) -> None:
 
 
 def test_sdk_dockerfile_on_the_base(project: Path) -> None:
-    """COPY into the base's WORKDIR as its non-root USER: files belong to root (SPEC §9)."""
+    """COPY into the base's WORKDIR as its non-root USER: files belong to root, as podman
+    builds them."""
     view, layers = run_plan(
         "FROM base\nCOPY commands.cfg .\nCOPY adapter_requirements.txt ./\nCOPY app app\n",
         project,

@@ -1,4 +1,4 @@
-"""The pack writer against SPEC §5, on a realistic project tree."""
+"""The pack writer against the SDK's pack layout, on a realistic project tree."""
 
 from __future__ import annotations
 

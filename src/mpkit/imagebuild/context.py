@@ -1,8 +1,9 @@
 """The build context: which project files an image build may see, and a content hash of them.
 
-Exclusions (SPEC §3): the top-level ``build``, ``content``, ``logs`` and ``resources``
-entries, hidden files and directories at any depth, and virtual environments (a
-directory with ``bin/activate`` and ``bin/python``, or ``Scripts/activate.bat``).
+Exclusions (the default build context of an SDK project): the top-level ``build``,
+``content``, ``logs`` and ``resources`` entries, hidden files and directories at any depth,
+and virtual environments (a directory with ``bin/activate`` and ``bin/python``, or
+``Scripts/activate.bat``).
 These are absolute: ``.dockerignore`` exceptions cannot bring them back. On top of
 them, ``.dockerignore`` applies with moby/patternmatcher semantics.
 

@@ -1,4 +1,4 @@
-"""Management packs: the .pak and its adapter.zip (SPEC §5)."""
+"""Management packs: the .pak and its adapter.zip, entry for entry as the SDK writes them."""
 
 from __future__ import annotations
 

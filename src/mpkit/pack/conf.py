@@ -1,6 +1,7 @@
-"""The adapter's ``<KIND>.conf`` and the pack manifest's ``container_image`` (SPEC §5, §7).
+"""The adapter's ``<KIND>.conf`` and the pack manifest's ``container_image``.
 
-Both are written from one :class:`ImageLocation`, so they cannot disagree.
+The installer reads ``<KIND>.conf``; the manifest carries the same facts. Both are written
+from one :class:`ImageLocation`, so they cannot disagree.
 """
 
 from __future__ import annotations

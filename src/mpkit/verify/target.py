@@ -1,5 +1,5 @@
 """Where a pack says its image is: adapter.zip's ``<KIND>.conf``, read as the installer
-reads it (SPEC §5, §7), checked against the pack's manifest.txt."""
+reads it (REGISTRY, REPOSITORY, DIGEST), checked against the pack's manifest.txt."""
 
 from __future__ import annotations
 
