@@ -76,7 +76,8 @@ class Results(Generic[M]):
 class BenchPodman:
     """``podman build -t REF PROJECT`` then ``podman push --tls-verify=false REF``.
 
-    Storage, configuration (SPEC §9: runc, cgroupfs, ulimits; overlay driver under *root*)
+    Storage, configuration (runc, cgroupfs, ulimits below the hard limit; overlay driver under
+    *root*)
     and the registries.conf mirror of the SDK registry to *base_host* are its own
     (``tests/fixtures/podman.py``); so is root's blob-info cache, replaced by an empty
     directory in a private mount namespace through *home*.

@@ -11,8 +11,8 @@ is the Debian stand-in of ``tests/fixtures/baseimage.py``, served by a fresh reg
 for podman). Each round, alternating the tools:
 
 * **cold**: build and push into an empty repository of a freshly started registry, with an
-  empty mpkit cache / a fresh podman graphroot (overlay, SPEC §9): both pull the base and
-  download the requirements from the package index;
+  empty mpkit cache / a fresh podman graphroot (overlay; runc, cgroupfs, ulimits below the
+  hard limit): both pull the base and download the requirements from the package index;
 * **app-only**: change one line of ``app/adapter.py``, then build and push again with what the
   cold run left (mpkit's cache, podman's layer cache and the pushed repository); repeated
   ``--app-runs`` times (default 3) with a different edit each time.
@@ -662,7 +662,7 @@ Scenarios, each round (the tools alternate within each build: mpkit, mpkit witho
 server, podman), every tool with its own fresh target registry and a fresh HOME, `DOCKER_CONFIG`,
 `XDG_*` and auth file:
 - **cold**: empty target repository; an empty `MPKIT_CACHE_DIR` for mpkit, a new podman
-  graphroot (overlay driver, runc, cgroupfs, ulimits as SPEC §9 says; created with an untimed
+  graphroot (overlay driver, runc, cgroupfs, ulimits below the hard limit; created with an untimed
   `podman images`) and an empty blob-info cache (root's `{CONTAINERS_SYSTEM_CACHE}`, replaced
   in a private mount namespace). Both pull the base from the mirror, and both download the
   requirements from PyPI (mpkit through uv on the host with an empty cache, podman through

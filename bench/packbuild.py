@@ -273,7 +273,7 @@ def run_all(mpkit_tool: MpkitTool, podman_tool: PodmanTool, runs: int) -> Result
     return results
 
 
-PROFILE_ENCLOSING = ("__main__.py", "cli/__init__.py", "cli/packbuild.py")
+PROFILE_ENCLOSING = ("__main__.py", "cli/__init__.py", "cli/build.py")
 PROFILE_SKIP = ("build_pack_flow",)  # the build flow's entry point encloses most of the run
 
 
@@ -361,9 +361,9 @@ Set-up, untimed: the Debian stand-in for the SDK base (`{inputs.base_digest}`) i
 registry on 127.0.0.1, reached under its SDK name through a mirror (`MPKIT_MIRRORS` for
 mpkit, a registries.conf entry for podman); for each tool a fresh target registry, its own
 copy of the project, a fresh HOME/`DOCKER_CONFIG`/`XDG_*`/auth file, and one first build and
-push (mpkit: into an empty `MPKIT_CACHE_DIR`; podman: a new overlay graphroot with SPEC §9's
-engine settings, root's blob-info cache `{CONTAINERS_SYSTEM_CACHE}` replaced by an empty
-directory in a private mount namespace).
+push (mpkit: into an empty `MPKIT_CACHE_DIR`; podman: a new overlay graphroot with the engine
+settings podman needs here (runc, cgroupfs, ulimits below the hard limit), root's blob-info
+cache `{CONTAINERS_SYSTEM_CACHE}` replaced by an empty directory in a private mount namespace).
 
 Runs, alternating the tools (no-change mpkit, no-change podman, app-only mpkit, app-only
 podman, next run):

@@ -103,7 +103,7 @@ GOALS = {"no-change": 0.5, "app-only": 1.5, "quick start": 1.0}
 QUICK_START = REPO_ROOT / "examples" / "hello-adapter"
 BUILD_TIMEOUT = 900.0
 PROFILE_ROWS = 12
-PROFILE_ENCLOSING = ("__main__.py", "launcher.py", "cli/__init__.py", "cli/packbuild.py")
+PROFILE_ENCLOSING = ("__main__.py", "launcher.py", "cli/__init__.py", "cli/build.py")
 PROFILE_SKIP = ("build_pack_flow", "_build_pack_flow")  # enclose the whole build
 
 
@@ -151,7 +151,8 @@ def container_starts(podman: Podman) -> int:
 
 class MpkitTool:
     """``mpkit build PROJECT --json --no-ttl`` in a fresh interpreter (no build server),
-    describing with a podman that works here (SPEC §9 settings, overlay storage)."""
+    describing with a podman that works here (runc, cgroupfs, ulimits below the hard limit,
+    overlay storage)."""
 
     name = "mpkit"
 

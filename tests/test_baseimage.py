@@ -290,7 +290,8 @@ def test_sdk_style_adapter_built_on_the_base_answers_rest_calls(
     tag = "localhost/mpkit-probe-adapter:test"
     podman.build(_sdk_project(tmp_path), tag, network="none")
 
-    # SPEC §9: pip as the non-root user lands in ~/.local; COPY'd files belong to root.
+    # As podman builds it here: pip as the non-root user lands in ~/.local; COPY'd files
+    # belong to root.
     site = "/home/aria-ops-adapter-user/.local/lib/python3.11/site-packages/mpkit_probe"
     owners = podman.container_run(
         tag, "stat", "-c", "%n %u", site, "commands.cfg", "app/adapter.py"

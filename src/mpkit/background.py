@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from mpkit.errors import MpkitError
+from mpkit.errors import MpkitError, StartError
 from mpkit.filelock import try_lock, unlock
 
 T = TypeVar("T")
@@ -67,10 +67,6 @@ def lock_held(path: Path | str) -> bool:
         probe.release()
         return False
     return True
-
-
-class StartError(MpkitError):
-    code = "server_start"
 
 
 def start_background(

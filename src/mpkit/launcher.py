@@ -54,7 +54,7 @@ def _launch(prog: str, args: list[str]) -> int:
 
 def run_in_process(prog: str, args: list[str]) -> int:
     if prog == "mp-build":
-        from mpkit.cli.packbuild import mp_build_main
+        from mpkit.cli.build import mp_build_main
 
         return mp_build_main(args)
     from mpkit.cli import main

@@ -50,7 +50,7 @@ __all__ = [
     "validate_tag",
 ]
 
-# SPEC §4 (Docker Hub): one registry under three names; API, token service and credential key.
+# Docker Hub is one registry under three names: its API, its token service and its credential key.
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
 DOCKER_HUB_AUTH_HOST = "auth.docker.io"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.cache import AREAS, CacheError, CacheRoot
+from mpkit.cache import AREAS, CacheRoot
 from mpkit.cache.prune import prune, summarize
 from mpkit.cache.root import FORMAT, FORMAT_FILE
+from mpkit.errors import CacheError
 from mpkit.image.digest import sha256_digest
 from tests.fixtures.tempholder import Holder
 

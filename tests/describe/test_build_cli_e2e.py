@@ -1,4 +1,4 @@
-"""Issue #7, item 4: `mpkit init` then `mpkit build` (the CLI, nothing else) gives a
+"""`mpkit init` then `mpkit build` (the CLI, nothing else) gives a
 complete pack whose describe.xml comes from the adapter and validates."""
 
 from __future__ import annotations

@@ -10,16 +10,10 @@ from typing import Any
 
 import pytest
 
-from mpkit.describe import (
-    AdapterDefinitionError,
-    AdapterKindMismatchError,
-    DescribeError,
-    adapter_definition,
-    describe_for_build,
-    generate_describe,
-)
+from mpkit.describe import adapter_definition, describe_for_build, generate_describe
 from mpkit.describe.definition import DefinitionResult
 from mpkit.engine import EngineChoice
+from mpkit.errors import AdapterDefinitionError, AdapterKindMismatchError, DescribeError
 from tests.describe.conftest import MakeAdapter, sample_definition
 from tests.describe.test_generate import ScriptedPrompter
 from tests.fixtures.baseimage import USER_ID, WORKDIR

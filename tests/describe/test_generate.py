@@ -13,17 +13,11 @@ from typing import Any
 
 import pytest
 
-from mpkit.describe import (
-    AdapterDefinitionError,
-    AdapterKindMismatchError,
-    DescribeError,
-    fix_manifest_adapter_kind,
-    generate_describe,
-    offer_manifest_fix,
-)
+from mpkit.describe import fix_manifest_adapter_kind, generate_describe, offer_manifest_fix
 from mpkit.describe.convert import parse_units
 from mpkit.describe.names import NameKeys
 from mpkit.describe.schema import BUNDLED_SCHEMA, describe_problems
+from mpkit.errors import AdapterDefinitionError, AdapterKindMismatchError, DescribeError
 from mpkit.init import InitOptions, create_project
 from mpkit.javaproperties import escape_value, parse_properties
 from mpkit.project.load import load_project

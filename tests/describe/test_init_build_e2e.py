@@ -2,8 +2,8 @@
 vmware-aria-operations-integration-sdk-lib from PyPI) → push → ask the adapter for its
 definition both ways → describe.xml → the pack.
 
-The lead adds the `mpkit build` CLI variant once the build flow is wired; this test
-drives the same library pieces.
+tests/describe/test_build_cli_e2e.py does the same through the `mpkit` command line; this
+test drives the library pieces.
 """
 
 from __future__ import annotations

@@ -15,19 +15,14 @@ from typing import Any
 
 import pytest
 
-from mpkit.describe import (
-    AdapterDefinitionError,
-    AdapterKindMismatchError,
-    DescribeResults,
-    describe_before_push,
-    describe_for_build,
-)
+from mpkit.describe import DescribeResults, describe_before_push, describe_for_build
 from mpkit.describe import definition as definition_module
 from mpkit.describe import results as results_module
 from mpkit.describe.definition import RUNNER
 from mpkit.describe.hostway import HostUnsuitable
 from mpkit.describe.imageway import kept_name
 from mpkit.engine import EngineChoice
+from mpkit.errors import AdapterDefinitionError, AdapterKindMismatchError
 from mpkit.image import mediatypes as mt
 from mpkit.image.types import Blob, Image, Layer
 from mpkit.imagebuild.assemble import BASE_DIGEST, canonical_json

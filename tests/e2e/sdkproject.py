@@ -4,7 +4,7 @@ The project joins the pack tree of :mod:`tests.pack.projects` (manifest.txt as m
 writes it, eula, icon, scripts, conf/, resources/, content/) with the SDK Dockerfile,
 ``commands.cfg``, requirements and adapter code of :mod:`tests.imagebuild.projects`, so it
 builds, pushes and packs for real. :func:`expected_pack_entries` says, independently of
-the pack writer, which entries SPEC §5 puts into the pack and its adapter.zip;
+the pack writer, which entries the SDK puts into the pack and its adapter.zip;
 :func:`read_pack` unzips a pack for the comparison. The environment helpers give every
 mpkit subprocess an isolated home (``tests.e2e.conftest.isolated_env``), the SDK base
 mirror and the SDK global config, so tests and ``bench/packbuild.py`` run it alike.
@@ -182,9 +182,9 @@ def read_pack(path: Path) -> PackContents:
 
 
 def expected_pack_entries(root: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    """SPEC §5, from the project's files alone: the pack's and adapter.zip's entries with
-    their bytes, except the generated ones (manifest.txt, adapter.zip, <KIND>.conf,
-    version.txt), which the caller checks by content."""
+    """From the project's files alone, as the SDK packs them: the pack's and adapter.zip's
+    entries with their bytes, except the generated ones (manifest.txt, adapter.zip,
+    <KIND>.conf, version.txt), which the caller checks by content."""
     manifest = json.loads((root / "manifest.txt").read_text())
     named = [manifest.get("eula_file"), manifest.get("pak_icon")]
     scripts = [
@@ -205,7 +205,7 @@ def expected_pack_entries(root: Path) -> tuple[dict[str, bytes], dict[str, bytes
     content: dict[str, bytes] = {}
     for name, data in files_under("content").items():
         parts = name.split("/")
-        # SPEC §5: a top-level file of dashboards/ or reports/ gets a directory of its own
+        # A top-level file of dashboards/ or reports/ gets a directory of its own
         if len(parts) == 3 and parts[1] in ("dashboards", "reports"):
             stem = parts[2].rsplit(".", 1)[0].lower()
             name = f"content/{parts[1]}/{stem}/{parts[2]}"

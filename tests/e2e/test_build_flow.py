@@ -1,8 +1,9 @@
-"""End to end: ``mpkit build`` / ``mp-build`` from project to pack (issue #4; SPEC §3-§5, §8).
+"""End to end: ``mpkit build`` / ``mp-build`` from project to pack: the project's files,
+mp-build's flags and repository precedence, the pack's entries and docker's credentials.
 
 Every build runs the real CLI in a subprocess against real registries (CNCF distribution
 in open, basic and token modes), with the SDK base stand-in reached through
-``MPKIT_MIRRORS``. Packs are unzipped and compared entry by entry with what SPEC §5 says;
+``MPKIT_MIRRORS``. Packs are unzipped and compared entry by entry with what the SDK writes;
 digests are checked with skopeo. Failures must leave the pack and config.json of an
 earlier successful build exactly as they were (bytes and mtime).
 
@@ -133,8 +134,8 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_flow(tmp_path: Path, sdk_base: SdkBase, shared_cache: Path) -> Iterator[MakeFlow]:
     """``make_flow(config={...}, sdk_config={...}, env={...})``: a fresh project and user.
 
-    A built-in registry that mpkit build started for a user (issue #6: a loopback target
-    nobody serves) is stopped afterwards with ``mpkit registry stop``.
+    A built-in registry that mpkit build started for a user (for a loopback target nobody
+    serves) is stopped afterwards with ``mpkit registry stop``.
     """
     made = 0
     flows: list[Flow] = []
@@ -198,7 +199,7 @@ def served_digest(
     return digest
 
 
-# -- what a pack must hold (SPEC §5) -----------------------------------------------------------
+# -- what a pack must hold ----------------------------------------------------------------------
 
 
 def check_pack(
@@ -210,7 +211,7 @@ def check_pack(
     protocol: str = "https",
     port: str = "443",
 ) -> PackContents:
-    """Compare the pack with SPEC §5 entry by entry; return it for further checks."""
+    """Compare the pack with the SDK's entries one by one; return it for further checks."""
     contents = read_pack(flow.pack)
     tag = f"{VERSION}_{digest.removeprefix('sha256:')[:12]}"
     expected_pack, expected_adapter = expected_pack_entries(flow.project)
@@ -290,7 +291,7 @@ def test_fresh_project_on_a_terminal_asks_for_repository_and_credentials(
     flow.config.chmod(0o640)
 
     child, transcript = spawn_build(flow)
-    # SPEC §4: the prompt's default is default_container_registry_path + the kind.
+    # As mp-build: the prompt's default is default_container_registry_path + the kind.
     child.expect_exact(f"Container repository [{host}/{repository}]: ")
     child.sendline("Not a repository!")  # asked again, with the reason
     child.expect_exact(f"Container repository [{host}/{repository}]: ")
@@ -317,7 +318,7 @@ def test_fresh_project_on_a_terminal_asks_for_repository_and_credentials(
     assert list(config) == ["default_memory_limit", "custom_key", "container_repository"]
     assert stat.S_IMODE(flow.config.stat().st_mode) == 0o640
 
-    # Stored the way docker login stores them (SPEC §8): auths[host], 0600, keys kept.
+    # Stored the way docker login stores them: auths[host], 0600, keys kept.
     docker = json.loads(flow.cli.docker_config.read_text())
     assert docker["psFormat"] == "table"
     stored = base64.b64decode(docker["auths"][host]["auth"]).decode()
@@ -819,7 +820,7 @@ def mp_build_argv() -> list[str]:
     script = Path(sys.executable).with_name("mp-build")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "from mpkit.cli.packbuild import mp_build; mp_build()"]
+    return [sys.executable, "-c", "from mpkit.cli.build import mp_build; mp_build()"]
 
 
 def run_mp_build(flow: Flow, *args: str, env: Mapping[str, str] | None = None) -> CommandResult:
@@ -890,7 +891,8 @@ def test_docker_hub_repository_warns_about_the_anonymous_pull_allowance(
     make_flow: MakeFlow,
 ) -> None:
     """docker.io is served by a local fake (MPKIT_REGISTRY_ENDPOINTS); nothing leaves the
-    machine. Docker Hub answers a manifest HEAD with its RateLimit headers (SPEC §4)."""
+    machine. Docker Hub answers a manifest HEAD (which costs no pull) with its RateLimit
+    headers."""
 
     def rate_limited(request: Request) -> Reply | None:
         if request.method != "HEAD" or "/manifests/sha256:" not in request.path:

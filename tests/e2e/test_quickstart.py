@@ -1,4 +1,4 @@
-"""README's quick start, run exactly as written, offline (issue #6).
+"""README's quick start, run exactly as written, offline.
 
 The only differences from a user's machine: the SDK base comes from the test registry
 through the documented mirror setting, and `localhost:5000` is served on a free port

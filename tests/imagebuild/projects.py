@@ -1,4 +1,4 @@
-"""Generate SDK-style management-pack projects (SPEC §3, §6) for build tests.
+"""Generate SDK-style management-pack projects for build tests.
 
 ``make_sdk_project`` writes what ``mp-init`` would give an adapter developer, minus the
 pack content: a Dockerfile as the SDK writes it, ``commands.cfg``, the requirements

@@ -1,4 +1,4 @@
-"""How often a build asks the base image's registry (issue #3, base images).
+"""How often a build asks the base image's registry.
 
 A tag resolved less than ``base_recheck_seconds`` ago is reused without the registry, as
 ``podman build`` reuses a local base; ``--pull`` or a window of 0 asks again and picks up a

@@ -319,7 +319,7 @@ def test_native_image_matches_podman_build(
         + "\n".join(unexpected)
     )
     # The comparison saw what matters: the app, commands.cfg and both packages, with the
-    # owners SPEC §9 names (COPY: root; pip as the image's user: 1000).
+    # owners podman gives them on the SDK base (COPY: root; pip as the image's user: 1000).
     assert native[f"{WORKDIR}/commands.cfg"].uid == 0
     assert native[f"{WORKDIR}/app/adapter.py"].uid == 0
     assert native[f"{SITE_PACKAGES}/yaml/__init__.py"].uid == USER_ID

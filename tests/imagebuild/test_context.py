@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from mpkit.errors import ContextError, ExternalLinkError
 from mpkit.imagebuild.context import (
     BuildContext,
-    ContextError,
     PatternMatcher,
     glob_match,
     go_clean,
     has_wildcards,
     read_dockerignore,
 )
-from mpkit.project.links import ExternalLinkError
 from tests.fixtures.files import write_files
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from mpkit.errors import ContextError, DockerfileError, ExternalLinkError
 from mpkit.image.layerwriter import LayerEntry, write_layer
-from mpkit.imagebuild.context import BuildContext, ContextError
+from mpkit.imagebuild.context import BuildContext
 from mpkit.imagebuild.copy import OverlayView, UserDB, plan_copy, plan_workdir
-from mpkit.imagebuild.dockerfile import DockerfileError, NeedsEngineError, parse_dockerfile
+from mpkit.imagebuild.dockerfile import NeedsEngineError, parse_dockerfile
 from mpkit.imagebuild.fsview import FileInfo, FilesystemView, MemoryFilesystem
 from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
-from mpkit.project.links import ExternalLinkError
 from tests.imagebuild.conftest import Listing, MiniPodman
 
 USER = "aria-ops-adapter-user"
@@ -154,7 +154,8 @@ def test_existing_directories_get_no_entry(project: Path) -> None:
 
 
 def test_sdk_dockerfile_on_the_base(project: Path) -> None:
-    """COPY into the base's WORKDIR as its non-root USER: files belong to root (SPEC §9)."""
+    """COPY into the base's WORKDIR as its non-root USER: files belong to root, as podman
+    builds them."""
     view, layers = run_plan(
         "FROM base\nCOPY commands.cfg .\nCOPY adapter_requirements.txt ./\nCOPY app app\n",
         project,

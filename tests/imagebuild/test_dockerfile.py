@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mpkit.errors import DockerfileError
 from mpkit.imagebuild.dockerfile import (
-    DockerfileError,
     Instruction,
     NeedsEngineError,
     parse_dockerfile,

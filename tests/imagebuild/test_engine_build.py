@@ -21,10 +21,9 @@ import httpx
 import pytest
 
 from mpkit.engine import EngineChoice
-from mpkit.errors import ContainerEngineError
+from mpkit.errors import BaseImageError, ContainerEngineError
 from mpkit.image import mediatypes
 from mpkit.image.layout import read_oci_layout
-from mpkit.imagebuild.base import BaseImageError
 from mpkit.imagebuild.builder import BuildRequest, build_image
 from mpkit.reference import parse_reference
 from mpkit.registry import ClientOptions, open_client, push_image

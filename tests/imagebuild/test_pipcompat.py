@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mpkit.errors import DependencyError
 from mpkit.imagebuild.fsview import FileInfo, MemoryFilesystem
-from mpkit.imagebuild.pydeps import DependencyError
 from mpkit.imagebuild.pydeps.pipcompat import PipReader, PipRules, logical_lines
 from tests.imagebuild.test_pydeps import (
     WORKDIR,

@@ -21,16 +21,11 @@ from typing import Any
 import pytest
 
 from mpkit.cache.root import CacheRoot
+from mpkit.errors import DependencyError, NoWheelError, PackageIndexError
 from mpkit.image.layerwriter import LayerEntry, write_layer
 from mpkit.imagebuild.fsview import FileInfo, MemoryFilesystem
 from mpkit.imagebuild.piprun import PipInstall, parse_pip_run
-from mpkit.imagebuild.pydeps import (
-    DependencyError,
-    DependencyLayer,
-    NoWheelError,
-    PackageIndexError,
-    install_requirements,
-)
+from mpkit.imagebuild.pydeps import DependencyLayer, install_requirements
 from mpkit.imagebuild.pydeps.scripts import pip_script, pip_shebang, rewrite_shebang, script_specs
 from mpkit.imagebuild.pydeps.uvrun import _failure, uv_python_platform, wheel_platform_tag
 from mpkit.imagebuild.target import PythonTarget, detect_target

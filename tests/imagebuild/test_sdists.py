@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.imagebuild.pydeps import DependencyError, SourceBuildError
+from mpkit.errors import DependencyError, SourceBuildError
 from mpkit.imagebuild.pydeps.sourcebuild import build_python, failed_builds
 from mpkit.imagebuild.pydeps.uvrun import uv_binary
 from tests.imagebuild.sdists import make_sdist

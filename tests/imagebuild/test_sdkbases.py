@@ -21,16 +21,11 @@ import pytest
 from mpkit.cache.root import CacheRoot
 from mpkit.credentials import Credential
 from mpkit.engine import EngineChoice
+from mpkit.errors import SdkBaseError
 from mpkit.image.layout import OCILayoutWriter, read_oci_layout
 from mpkit.image.types import Image
 from mpkit.imagebuild.base import BaseResolver
-from mpkit.imagebuild.sdkbases import (
-    FOUND,
-    PublishedBase,
-    SdkBaseError,
-    SdkBaseRequest,
-    publish_sdk_bases,
-)
+from mpkit.imagebuild.sdkbases import FOUND, PublishedBase, SdkBaseRequest, publish_sdk_bases
 from mpkit.reference import parse_reference, parse_repository
 from mpkit.registry import ClientOptions, open_client, pull_image, push_image, resolve_image
 from mpkit.registry.progress import NoProgress

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.imagebuild.base import BaseImageError, base_reference
+from mpkit.errors import BaseImageError
+from mpkit.imagebuild.base import base_reference
 from mpkit.imagebuild.sdkmanual import ManualContext, publish_by_hand
 from mpkit.imagebuild.sdkrecipes import (
     find_recipe,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from mpkit.errors import TargetError
 from mpkit.imagebuild.fsview import FileInfo, MemoryFilesystem
 from mpkit.imagebuild.target import (
-    TargetError,
     canonical_name,
     detect_target,
     effective_user,

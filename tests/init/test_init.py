@@ -25,7 +25,7 @@ def cli(tmp_path: Path) -> Mpkit:
     return Mpkit(root=tmp_path / "cli", env=isolated_env(tmp_path / "cli"))
 
 
-def test_a_new_project_has_everything_spec_3_lists(tmp_path: Path) -> None:
+def test_a_new_project_has_every_file_of_an_sdk_project(tmp_path: Path) -> None:
     root = create_project(InitOptions(tmp_path / "p", "My Adapter", "MyAdapter", "Watches",
                                       "ACME"))  # fmt: skip
     project = load_project(root)
@@ -48,7 +48,7 @@ def test_a_new_project_has_everything_spec_3_lists(tmp_path: Path) -> None:
     properties = (root / "resources" / "resources.properties").read_text()
     assert "DISPLAY_NAME=My Adapter" in properties and "VENDOR=ACME" in properties
     assert "build/" in (root / ".gitignore").read_text()
-    # The build context leaves out content/ and resources/ (SPEC §3).
+    # The build context leaves out content/ and resources/, as an SDK project's does.
     context = BuildContext(root)
     assert context.is_excluded("content/dashboards/.gitkeep")
     assert not context.is_excluded("app/adapter.py")

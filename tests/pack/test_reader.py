@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.pack import PackError, build_pack, check_consistency, open_pack
+from mpkit.errors import PackError
+from mpkit.pack import build_pack, check_consistency, open_pack
 from tests.pack.projects import (
     DESCRIBE,
     DIGEST,

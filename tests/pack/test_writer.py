@@ -1,4 +1,4 @@
-"""The pack writer against SPEC §5, on a realistic project tree."""
+"""The pack writer against the SDK's pack layout, on a realistic project tree."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from mpkit.pack import ImageLocation, PackError, build_pack, check_consistency, open_pack
+from mpkit.errors import ExternalLinkError, PackError
+from mpkit.pack import ImageLocation, build_pack, check_consistency, open_pack
 from mpkit.pack.writer import check_pack_inputs
 from mpkit.pack.zipfile_det import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, FIXED_DATE_TIME
-from mpkit.project.links import ExternalLinkError
 from mpkit.project.model import Project
 from tests.fixtures.tools import require_tool
 from tests.pack.projects import (

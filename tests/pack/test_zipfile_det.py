@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mpkit.pack import PackError, build_pack, open_pack
+from mpkit.errors import PackError
+from mpkit.pack import build_pack, open_pack
 from mpkit.pack.conf import parse_kind_conf, render_kind_conf, render_version_txt
 from mpkit.pack.zipfile_det import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, DeterministicZip
 from tests.pack.projects import DIGEST, IMAGE, sdk_manifest, write_project

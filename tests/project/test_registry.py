@@ -1,4 +1,5 @@
-"""Repository precedence (SPEC §4), Docker Hub normalisation and memory limits (SPEC §7)."""
+"""mp-build's repository precedence, Docker Hub normalisation and the cloud proxy's memory
+limits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Regression tests for the registry-client review (/work/briefs/review-registry.md).
+"""Regression tests for what a review of the registry client found.
 
 One test (or a few) per finding, each reproducing the failure the review showed: a real
 docker-registry behind the FaultProxy where a real registry can be made to misbehave,

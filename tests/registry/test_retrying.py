@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from mpkit.errors import RegistryUnreachableError, RetriesExhaustedError, TLSVerificationError
-from mpkit.registry.retry import RetryPolicy
-from mpkit.registry.retrying import (
+from mpkit.errors import (
     Failure,
     NoAnswerError,
-    Retrying,
-    TransferAborted,
-    classify,
+    RegistryUnreachableError,
+    RetriesExhaustedError,
+    TLSVerificationError,
 )
+from mpkit.registry.retry import RetryPolicy
+from mpkit.registry.retrying import Retrying, TransferAborted, classify
 from mpkit.registry.stats import TransferStats
 
 QUICK = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.002)

@@ -1,5 +1,5 @@
-"""`mpkit preload`: the script and the archive, run for real against podman (issue #5.2),
-and `mpkit run` finding the preloaded image locally (issue #5.3)."""
+"""`mpkit preload`: the script and the archive, run for real against podman, and
+`mpkit run` finding the preloaded image locally."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`mpkit run` against podman: what a cloud proxy does with the image (issue #5.3)."""
+"""`mpkit run` against podman: what a cloud proxy does with the image."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`mpkit verify` against the real registries: what a cloud proxy would see (issue #5.1)."""
+"""`mpkit verify` against the real registries: what a cloud proxy would see."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from mpkit.background import StartError, lock_held, start_background, wait_until
+from mpkit.background import lock_held, start_background, wait_until
 from mpkit.buildserver import client, paths
-from mpkit.errors import BuildServerError
+from mpkit.errors import BuildServerError, StartError
 
 # Only for a server that hangs while starting: one that exits is noticed at once, so a
 # slow (cold, loaded) machine gets all the time it needs.

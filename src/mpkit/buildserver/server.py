@@ -38,7 +38,7 @@ from mpkit.buildserver import paths, spare, wire
 
 WARM_MODULES = (
     "mpkit.cli",
-    "mpkit.cli.packbuild",
+    "mpkit.cli.build",
     "mpkit.buildserver.child",
     "mpkit.buildserver.spare",
 )

@@ -3,6 +3,6 @@ and what ``mpkit cache show`` and ``mpkit cache prune`` report and remove."""
 
 from __future__ import annotations
 
-from mpkit.cache.root import AREAS, CacheError, CacheRoot
+from mpkit.cache.root import AREAS, CacheRoot
 
-__all__ = ["AREAS", "CacheError", "CacheRoot"]
+__all__ = ["AREAS", "CacheRoot"]

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import platformdirs
 
 from mpkit.atomicfile import AtomicFile, TempDir, remove_stale, write_bytes
-from mpkit.errors import MpkitError
+from mpkit.errors import CacheError
 
 CACHE_DIR_ENV = "MPKIT_CACHE_DIR"
 FORMAT = 1  # bump when the layout changes; an older cache is then emptied
@@ -82,10 +82,6 @@ def sharing(records: RemoteRecords | None) -> Iterator[None]:
 def shared_records() -> RemoteRecords | None:
     """The records of the enclosing :func:`sharing` block, if any."""
     return _SHARED.get()
-
-
-class CacheError(MpkitError):
-    code = "cache"
 
 
 @dataclass(frozen=True)

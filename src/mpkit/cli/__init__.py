@@ -8,10 +8,27 @@ import sys
 from collections.abc import Sequence
 
 from mpkit import __version__
-from mpkit.cli import auth, cache, daemon, image, init, packbuild, promote, registry, verify
+from mpkit.cli import (
+    build,
+    cache,
+    daemon,
+    image,
+    init,
+    login,
+    logout,
+    preload,
+    promote,
+    registry,
+    run,
+    verify,
+)
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
 from mpkit.errors import EXIT_FAILED, MpkitError
+
+# One module per command, named after it, in the order --help lists them.
+COMMANDS = (build, init, login, logout, image, cache, verify, preload, run, promote, registry,
+            daemon)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,27 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mpkit {__version__}")
     add_output_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    packbuild.register(commands)
-    init.register(commands)
-    auth.register(commands)
-    image.register(commands)
-    cache.register(commands)
-    verify.register(commands)
-    promote.register(commands)
-    registry.register(commands)
-    daemon.register(commands)
+    for module in COMMANDS:
+        module.register(commands)
     return parser
 
 
 # Parsers built ahead of time by the build server before it forks (~8 ms per command);
 # building them reads no environment, so every child may use the same ones.
 _PREBUILT: dict[str, argparse.ArgumentParser] = {}
-_BUILDERS = {"mpkit": build_parser, "mp-build": packbuild.build_mp_build_parser}
+_BUILDERS = {"mpkit": build_parser, "mp-build": build.build_mp_build_parser}
 
 
 def prebuild_parsers() -> None:
-    for prog, build in _BUILDERS.items():
-        _PREBUILT[prog] = build()
+    for prog, make in _BUILDERS.items():
+        _PREBUILT[prog] = make()
 
 
 def parser_for(prog: str) -> argparse.ArgumentParser:
@@ -96,11 +106,3 @@ def _configure_logging(debug: bool) -> None:
     # httpx/httpcore log full URLs and connection details; our own logs are redacted.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def run() -> None:
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

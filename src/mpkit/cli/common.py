@@ -19,6 +19,7 @@ from mpkit.reference import (
     normalize_registry,
     parse_reference,
     parse_repository,
+    registry_from_server_url,
 )
 from mpkit.registry.retry import RetryPolicy
 from mpkit.registry.transport import ClientOptions
@@ -198,6 +199,14 @@ def reference_arg(text: str, what: str = "image reference") -> Reference:
         return parse_reference(text)
     except InvalidReferenceError as exc:
         raise UsageError(f"{what} {text!r}: {exc.message}", hint=exc.hint) from exc
+
+
+def registry_arg(text: str) -> str:
+    """A registry given on the command line (host[:port], or a URL as docker accepts)."""
+    try:
+        return normalize_registry(registry_from_server_url(text) if "://" in text else text)
+    except InvalidReferenceError as exc:
+        raise UsageError(f"registry {text!r}: {exc.message}", hint=exc.hint) from exc
 
 
 def read_secret_stdin() -> str:

@@ -1,34 +1,45 @@
-"""`mpkit image push|pull|inspect`: plumbing on top of the registry client."""
+"""`mpkit image build|push|pull|inspect`: build an adapter image without a Docker daemon, and
+plumbing on top of the registry client."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
 
 from mpkit.cache.root import CacheRoot
-from mpkit.cli import build
 from mpkit.cli.common import (
+    add_external_links_option,
     add_output_options,
     add_platform_option,
+    add_pull_option,
+    add_registry_cache_options,
     add_remote_options,
+    allow_external_links,
     client_options,
     explicit_credential,
     platform_arg,
     reference_arg,
+    registry_cache_args,
 )
 from mpkit.cli.output import Output, human_size
+from mpkit.engine import EngineChoice
 from mpkit.errors import UsageError
 from mpkit.image.cache import LayerCache
 from mpkit.image.layout import OCILayoutWriter
-from mpkit.image.source import load_source, parse_source
+from mpkit.image.source import load_source, parse_source, save_image
+from mpkit.imagebuild.builder import BuildRequest, BuildResult, build_image
 from mpkit.registry import blob_locations, inspect_image, open_client, pull_image, push_image
+from mpkit.settings import load_settings
+from mpkit.workflow.imagepush import build_and_push
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     image = subparsers.add_parser("image", help="build, push, pull and inspect images")
     add_output_options(image)
     verbs = image.add_subparsers(dest="verb", metavar="VERB", required=True)
-    build.register(verbs)
+    _register_build(verbs)
 
     push = verbs.add_parser(
         "push",
@@ -76,6 +87,117 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_platform_option(inspect)
     add_remote_options(inspect)
     inspect.set_defaults(handler=cmd_inspect)
+
+
+def _register_build(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    build = verbs.add_parser(
+        "build",
+        help="build an adapter image without a Docker daemon",
+        description="Build PROJECT's Dockerfile for linux/amd64, reproducibly, then push it "
+        "(--push REF) or write it (--output). Dockerfiles the native builder cannot do go "
+        "to a container engine (--engine).",
+    )
+    build.add_argument("project", nargs="?", default=".", type=Path, metavar="PROJECT")
+    target = build.add_mutually_exclusive_group(required=True)
+    target.add_argument("--push", metavar="REF", help="push to this image reference")
+    target.add_argument(
+        "--output", metavar="DEST", help="oci:DIR[:TAG] or docker-archive:FILE[:NAME:TAG]"
+    )
+    build.add_argument(
+        "--engine",
+        choices=EngineChoice.names(),
+        default="auto",
+        help="engine for what the native builder cannot do (default auto)",
+    )
+    build.add_argument(
+        "--platform",
+        default="linux/amd64",
+        metavar="OS/ARCH",
+        help="target platform (default linux/amd64, what cloud proxies run)",
+    )
+    build.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
+    add_pull_option(build)
+    build.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="extra wheels for requirements PyPI has no target wheel for",
+    )
+    add_external_links_option(build)
+    add_registry_cache_options(build)
+    add_remote_options(build)
+    build.set_defaults(handler=cmd_build)
+
+
+def _build_args(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--build-arg {item!r} is not NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def cmd_build(args: argparse.Namespace, out: Output) -> int:
+    settings = load_settings()
+    target = reference_arg(args.push) if args.push else None
+    if args.wheelhouse is not None and not args.wheelhouse.is_dir():
+        raise UsageError(f"--wheelhouse {args.wheelhouse}: no such directory")
+    request = BuildRequest(
+        project=args.project.resolve(),
+        cache_root=CacheRoot.default().path,
+        settings=settings,
+        client_options=client_options(args, settings),
+        platform=platform_arg(args),
+        build_args=_build_args(args.build_arg),
+        engine=EngineChoice.parse(args.engine),
+        wheelhouse=args.wheelhouse,
+        pull=args.pull,
+        allow_external_links=allow_external_links(args, settings),
+    )
+    if target is None:
+        result = build_image(request, log=out.info)
+        save_image(result.image, args.output)
+        out.result({**_build_report(result), "output": args.output}, result.image.digest)
+        return 0
+    cache_from, cache_to = registry_cache_args(args)
+    outcome = build_and_push(
+        request, target, credential=explicit_credential(args), cache_from=cache_from,
+        cache_to=cache_to, registry_cache=not args.no_registry_cache, reporter=out,
+    )  # fmt: skip
+    pushed = outcome.pushed
+    out.info(
+        f"pushed {pushed.reference}: {pushed.stats.blobs_uploaded} blob(s) uploaded "
+        f"({human_size(pushed.stats.bytes_uploaded)}), "
+        f"{pushed.stats.blobs_skipped} already present"
+    )
+    report = {
+        **_build_report(outcome.build),
+        "registry_cache": outcome.registry_cache,
+        "reference": str(pushed.reference),
+        "push": pushed.stats.to_dict(),
+    }
+    out.result(report, outcome.build.image.digest)
+    return 0
+
+
+def _build_report(result: BuildResult) -> dict[str, Any]:
+    return {
+        "digest": result.image.digest,
+        "builder": result.builder,
+        "fallback_reason": result.fallback_reason,
+        "context_digest": result.context_digest,
+        "base": (
+            {"name": result.base.name, "digest": result.base.digest, "source": result.base.source}
+            if result.base else None
+        ),
+        "layers": [
+            {"line": s.line, "instruction": s.instruction, "digest": s.layer, "size": s.size,
+             "cached": s.cached}
+            for s in result.steps if s.layer
+        ],
+    }  # fmt: skip
 
 
 def cmd_push(args: argparse.Namespace, out: Output) -> int:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpkit.cli.common import add_output_options
 from mpkit.cli.output import Output
@@ -25,6 +23,9 @@ from mpkit.server.config import (
     is_loopback,
     parse_addr,
 )
+
+if TYPE_CHECKING:
+    from mpkit.server.server import Server
 
 # The server modules themselves are imported by the commands that need them, so other
 # mpkit commands start without loading them.
@@ -175,8 +176,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
-    from mpkit.server.control import start_detached
-    from mpkit.server.server import Server
+    from mpkit.server.control import serve_in_foreground, start_detached
 
     config = config_from_args(args)
     config.validate()
@@ -190,28 +190,15 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             f"root {handle.root}, log {handle.log}",
         )
         return 0
-    stopping = threading.Event()
-    # Handlers first: the state file that start() writes tells 'mpkit registry stop' it may
-    # signal us, and a SIGTERM must then mean a clean stop, never the default death.
-    previous = {
-        sig: signal.signal(sig, lambda *_: stopping.set())
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    server = Server(config, record_state=True, access_log=sys.stderr)
-    try:
-        server.start()
-        state = server.state.to_dict() if server.state else {}
-        out.result(state, "")
+
+    def started(server: Server) -> None:
+        out.result(server.state.to_dict() if server.state else {}, "")
         out.info(
             f"registry serving {server.url} from {config.root} "
             f"(pushes: {_push_policy(config)}); Ctrl-C stops it"
         )
-        server.wait(stopping)
-    finally:
-        server.shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if not stopping.is_set():
+
+    if not serve_in_foreground(config, access_log=sys.stderr, started=started):
         out.warn("the registry stopped unexpectedly; see the messages above")
         return 1
     out.info("registry stopped")

@@ -1,6 +1,6 @@
 """AWS ECR credentials and checks through the AWS SDK (optional extra ``mpkit[ecr]``).
 
-SPEC §4: a 12-hour token from GetAuthorizationToken, base64 of ``AWS:password``. Used
+ECR's credential is a 12-hour token from GetAuthorizationToken, base64 of ``AWS:password``. Used
 when no credential helper (e.g. ``ecr-login``) or stored login covers the registry.
 boto3 honours the usual AWS configuration (profiles, environment, ``AWS_ENDPOINT_URL_ECR``).
 """

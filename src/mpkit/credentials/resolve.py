@@ -1,4 +1,5 @@
-"""Where a registry's credential comes from, and where `login`/`logout` put it (SPEC §8)."""
+"""Where a registry's credential comes from, and where `login`/`logout` put it, as docker
+does."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def resolve_credential(
 ) -> Credential | None:
     """The stored credential for *registry* (a normalised host, ``docker.io`` for Docker Hub).
 
-    SPEC §8 order: ``credHelpers[host]`` -> ``credsStore`` -> config.json ``auths`` ->
+    Docker's order: ``credHelpers[host]`` -> ``credsStore`` -> config.json ``auths``, then
     containers auth.json. Unlike docker, which stops at the first configured helper, a
     helper that has no entry falls through to the next source: a stale ``credsStore`` must
     not hide a working ``auths`` entry. A helper that is configured but missing or broken

@@ -22,7 +22,6 @@ from mpkit.describe.definition import (
     ImageWayDeferred,
     adapter_definition,
 )
-from mpkit.describe.errors import AdapterDefinitionError, AdapterKindMismatchError, DescribeError
 from mpkit.describe.generate import (
     check_adapter_kind,
     fix_manifest_adapter_kind,
@@ -32,16 +31,14 @@ from mpkit.describe.generate import (
 from mpkit.describe.results import DescribeResults
 from mpkit.describe.schema import schema_for, validate_describe
 from mpkit.engine import EngineChoice
+from mpkit.errors import AdapterKindMismatchError, DescribeError
 from mpkit.image.types import Image
 from mpkit.interaction import Prompter
 from mpkit.project.model import Project
 
 __all__ = [
-    "AdapterDefinitionError",
-    "AdapterKindMismatchError",
     "BuildDescribe",
     "DefinitionResult",
-    "DescribeError",
     "DescribeResults",
     "UnitType",
     "adapter_definition",

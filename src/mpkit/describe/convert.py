@@ -30,8 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mpkit.describe.errors import AdapterDefinitionError
 from mpkit.describe.names import NameKeys
+from mpkit.errors import AdapterDefinitionError
 
 NAMESPACE = "http://schemas.vmware.com/vcops/schema"
 ADAPTER_INSTANCE_TYPE = "7"  # describeSchema.xsd ResourceKindType/@type: 7 = adapter instance

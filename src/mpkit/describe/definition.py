@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mpkit.describe.convert import UnitType, parse_units
-from mpkit.describe.errors import AdapterDefinitionError, DescribeError
 from mpkit.describe.hostway import HostUnsuitable, plan_host_run, prepare_host_run, run_on_host
 from mpkit.describe.imageway import image_job, kept_name, run_in_image, write_job
 from mpkit.describe.results import FINAL_OUTCOMES, DescribeResults, KnownApiVersion
-from mpkit.engine import Engine, EngineChoice, EngineHealth, EngineUnusable, find_engines
+from mpkit.engine import Engine, EngineChoice, EngineHealth, find_engines
 from mpkit.engine.health import RECHECK_ENV
-from mpkit.errors import ContainerEngineError
+from mpkit.errors import AdapterDefinitionError, ContainerEngineError, DescribeError, EngineUnusable
 from mpkit.image.types import Image
 from mpkit.jsonfile import parse_json
 from mpkit.project.displayname import display_name

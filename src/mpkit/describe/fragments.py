@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mpkit.describe.convert import NAMESPACE, tag
-from mpkit.describe.errors import DescribeError
 from mpkit.describe.names import NameKeys
+from mpkit.errors import DescribeError
 
 SECTIONS = (
     "CustomGroupMetrics",

@@ -17,10 +17,10 @@ from mpkit.describe.convert import (
     adapter_kind_of,
     definition_to_xml,
 )
-from mpkit.describe.errors import AdapterKindMismatchError, DescribeError
 from mpkit.describe.fragments import merge_fragments
 from mpkit.describe.names import NameKeys
 from mpkit.describe.schema import schema_for, validate_describe
+from mpkit.errors import AdapterKindMismatchError, DescribeError
 from mpkit.interaction import Prompter
 from mpkit.jsonfile import parse_json, write_json_atomic
 from mpkit.project.load import MANIFEST_NAME, load_project

@@ -23,16 +23,11 @@ from typing import Any
 
 from mpkit.cache.root import CacheRoot
 from mpkit.describe.imagefs import HostPython, compiled_problem, extract_paths
+from mpkit.errors import TargetError
 from mpkit.image.types import Image
 from mpkit.imagebuild.basefs import LayeredFilesystem
 from mpkit.imagebuild.fsview import normpath
-from mpkit.imagebuild.target import (
-    ARCHITECTURES,
-    PythonTarget,
-    TargetError,
-    detect_target,
-    parse_env,
-)
+from mpkit.imagebuild.target import ARCHITECTURES, PythonTarget, detect_target, parse_env
 
 PYTHON_NAME = re.compile(r"^python[0-9.]*$")
 IMAGE_LOG_DIR = "/var/log"

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.describe.runner import SERVER_STOP_TIMEOUT, UNITS_TIMEOUT
-from mpkit.engine import ContainerSpec, Engine, EngineUnusable, LocalImage, output_tail
+from mpkit.engine import ContainerSpec, Engine, LocalImage, output_tail
 from mpkit.engine.health import container_never_started, daemon_unreachable
-from mpkit.errors import ContainerEngineError
+from mpkit.errors import ContainerEngineError, EngineUnusable
 from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.digest import digest_hex
 from mpkit.image.types import Image

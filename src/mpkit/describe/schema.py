@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mpkit.cache.root import CacheRoot, shared_records
-from mpkit.describe.errors import DescribeError
+from mpkit.errors import DescribeError
 
 if TYPE_CHECKING:  # xmlschema costs ~0.1 s to import: only when a describe is validated
     import xmlschema

@@ -9,7 +9,7 @@ cannot run containers here, which :class:`EngineHealth` remembers for a while.
 """
 
 from mpkit.engine.driver import ContainerSpec, Engine, LocalImage, find_engine, find_engines
-from mpkit.engine.health import EngineHealth, EngineUnusable, Verdict
+from mpkit.engine.health import EngineHealth, Verdict
 from mpkit.engine.kinds import EngineChoice, EngineKind
 from mpkit.engine.process import engine_environment, output_tail
 
@@ -19,7 +19,6 @@ __all__ = [
     "EngineChoice",
     "EngineHealth",
     "EngineKind",
-    "EngineUnusable",
     "LocalImage",
     "Verdict",
     "engine_environment",

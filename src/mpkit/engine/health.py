@@ -25,7 +25,6 @@ from pathlib import Path
 
 from mpkit.engine.driver import Engine
 from mpkit.engine.kinds import EngineKind
-from mpkit.errors import ContainerEngineError
 from mpkit.jsonfile import write_json_atomic
 
 RECHECK_ENV = "MPKIT_ENGINE_RECHECK"
@@ -46,11 +45,6 @@ DAEMON_UNREACHABLE = ("Cannot connect to the Docker daemon", "Is the docker daem
 ENGINE_FAILED, CANNOT_INVOKE, NOT_FOUND = 125, 126, 127
 # ...but 126/127 also mean the image lacks the command, and 125 that the image vanished.
 IMAGE_PROBLEMS = ('exec: "', "executable file not found", "image not known", "No such image")
-
-
-class EngineUnusable(ContainerEngineError):
-    """The engine itself failed: it could not store the image, or create or start a
-    container (not the command that ran in one)."""
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from mpkit.errors import UsageError
 from mpkit.image.archive import read_docker_archive, read_oci_archive
+from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.cache import LayerCache
-from mpkit.image.layout import read_oci_layout
+from mpkit.image.layout import OCILayoutWriter, read_oci_layout
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Image, Platform
 
@@ -58,3 +59,18 @@ def load_source(
     if kind == "oci-archive":
         return read_oci_archive(path, suffix, platform, verify=verify)
     return read_docker_archive(path, suffix, platform, cache)
+
+
+def save_image(image: Image, text: str) -> None:
+    """Write *image* to the destination *text* names: ``oci:DIR[:TAG]`` or
+    ``docker-archive:FILE[:NAME:TAG]``."""
+    kind, path, suffix = parse_source(text)
+    if kind == "oci":
+        OCILayoutWriter(path).write_image(image, suffix)
+    elif kind == "docker-archive":
+        write_docker_archive(image, path, [suffix] if suffix else [])
+    else:
+        raise UsageError(
+            f"{text!r} is not a destination mpkit can write",
+            hint="write oci:DIR[:TAG] or docker-archive:FILE[:NAME:TAG]",
+        )

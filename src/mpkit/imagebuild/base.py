@@ -20,7 +20,7 @@ from typing import Any
 
 from mpkit.cache.root import CacheRoot
 from mpkit.engine import EngineChoice, find_engines
-from mpkit.errors import ImageFormatError, InvalidReferenceError, MpkitError, RegistryError
+from mpkit.errors import BaseImageError, ImageFormatError, InvalidReferenceError, RegistryError
 from mpkit.image import mediatypes
 from mpkit.image.layout import OCILayoutWriter
 from mpkit.image.select import DEFAULT_PLATFORM
@@ -33,10 +33,6 @@ from mpkit.registry.transport import ClientOptions
 from mpkit.settings import ALIASES_ENV, Settings
 
 REF_NAME = "org.opencontainers.image.ref.name"
-
-
-class BaseImageError(MpkitError):
-    code = "base_image"
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,14 @@ from pathlib import Path
 
 from mpkit.cache.root import CacheRoot
 from mpkit.engine import EngineChoice, find_engines
-from mpkit.errors import ConfigError, ContainerEngineError
+from mpkit.errors import ConfigError, ContainerEngineError, DockerfileError
 from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import source_date_epoch
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Image, Platform
 from mpkit.imagebuild.base import BaseImage, BaseResolver
 from mpkit.imagebuild.context import BuildContext
-from mpkit.imagebuild.dockerfile import (
-    Dockerfile,
-    DockerfileError,
-    NeedsEngineError,
-    parse_dockerfile,
-)
+from mpkit.imagebuild.dockerfile import Dockerfile, NeedsEngineError, parse_dockerfile
 from mpkit.imagebuild.enginefrom import EngineBases, plan_bases, scan_bases
 from mpkit.imagebuild.fallback import engine_build
 from mpkit.imagebuild.native import SOURCE_BUILD_FEATURE, NativeBuild, StepReport, check_native
@@ -150,7 +145,7 @@ def _engine_bases(
     """Every FROM of the Dockerfile through mpkit's settings."""
     try:
         parsed = parse_dockerfile(text, path=path)
-    except DockerfileError:  # only the engine can parse it (heredocs)
+    except (DockerfileError, NeedsEngineError):  # only the engine can parse it (heredocs)
         return scan_bases(text, path=path, settings=request.settings)
 
     def resolve(name: str, platform: Platform) -> BaseImage:

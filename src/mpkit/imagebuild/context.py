@@ -1,8 +1,9 @@
 """The build context: which project files an image build may see, and a content hash of them.
 
-Exclusions (SPEC §3): the top-level ``build``, ``content``, ``logs`` and ``resources``
-entries, hidden files and directories at any depth, and virtual environments (a
-directory with ``bin/activate`` and ``bin/python``, or ``Scripts/activate.bat``).
+Exclusions (the default build context of an SDK project): the top-level ``build``,
+``content``, ``logs`` and ``resources`` entries, hidden files and directories at any depth,
+and virtual environments (a directory with ``bin/activate`` and ``bin/python``, or
+``Scripts/activate.bat``).
 These are absolute: ``.dockerignore`` exceptions cannot bring them back. On top of
 them, ``.dockerignore`` applies with moby/patternmatcher semantics.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mpkit.errors import MpkitError
+from mpkit.errors import ContextError
 from mpkit.project.links import LinkPolicy
 
 DEFAULT_EXCLUDED_TOP_LEVEL = frozenset({"build", "content", "logs", "resources"})
@@ -38,17 +39,6 @@ DEFAULT_EXCLUSIONS_TEXT = (
     "hidden files and directories, virtual environments)"
 )
 ContextKind = Literal["file", "dir", "symlink", "other"]
-
-
-class ContextError(MpkitError):
-    """The build context is unusable: unreadable, hostile (links leaving it), or a bad
-    .dockerignore."""
-
-    code = "build_context"
-
-    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.path = path
 
 
 @dataclass(frozen=True)

@@ -36,20 +36,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mpkit.errors import ContextError, DockerfileError, ExternalLinkError
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.imagebuild.context import (
     BuildContext,
-    ContextError,
     ContextFile,
     PatternMatcher,
     glob_regex,
     go_clean,
     has_wildcards,
 )
-from mpkit.imagebuild.dockerfile import DockerfileError, Instruction, NeedsEngineError
+from mpkit.imagebuild.dockerfile import Instruction, NeedsEngineError
 from mpkit.imagebuild.fsview import FileInfo, FilesystemView, normpath, resolve
 from mpkit.imagebuild.shellwords import expand
-from mpkit.project.links import ExternalLinkError
 
 CREATED_DIR_MODE = 0o755
 MAX_USER_FILE_BYTES = 10 << 20  # BuildKit reads at most 10 MiB of /etc/passwd
@@ -256,7 +255,7 @@ def plan_copy(
     planner = _Planner(context, OverlayView(base), user_db, escape)
     try:
         return planner.copy(instr, workdir=workdir, env=env)
-    except DockerfileError as exc:
+    except (DockerfileError, NeedsEngineError) as exc:
         raise exc.at(path=dockerfile_path, line=instr.line) from None
     except ContextError as exc:
         raise ContextError(

@@ -7,7 +7,7 @@ continuation lines. Variable expansion lives in ``shellwords``, and what the
 instructions do to the image config in ``stage``.
 
 Heredocs, multi-stage builds and ``COPY --from`` are not supported natively: they raise
-``NeedsEngineError`` so that the caller can fall back to an engine.
+``NeedsEngineError`` (a signal, not an error) so that the caller can fall back to an engine.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mpkit.errors import MpkitError
+from mpkit.errors import DockerfileError
 
 ENGINE_HINT = (
     "Build this Dockerfile with an engine instead (mpkit build --engine), or rewrite the "
@@ -102,46 +102,11 @@ _HEREDOC = re.compile(r"(?:^|\s)\d*<<-?\s*[^\s<]")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
 
 
-class DockerfileError(MpkitError):
-    """The Dockerfile does not parse or an instruction is invalid."""
+class NeedsEngineError(Exception):
+    """A Dockerfile feature the native builder does not do, but an engine can.
 
-    code = "dockerfile"
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        path: str = "Dockerfile",
-        line: int | None = None,
-        hint: str | None = None,
-    ) -> None:
-        where = f"{path} line {line}: " if line else f"{path}: "
-        super().__init__(where + reason, hint=hint)
-        self.reason = reason
-        self.path = path
-        self.line = line
-
-    def at(self, *, path: str, line: int | None) -> DockerfileError:
-        """The same error located at *path*/*line* (when it was raised without one)."""
-        if self.line is not None:
-            return self
-        located = type(self).__new__(type(self))
-        located.__dict__.update(self.__dict__)
-        DockerfileError.__init__(located, self.reason, path=path, line=line, hint=self.hint)
-        return located
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out["path"] = self.path
-        if self.line is not None:
-            out["line"] = self.line
-        return out
-
-
-class NeedsEngineError(DockerfileError):
-    """A Dockerfile feature mpkit does not build natively; an engine can."""
-
-    code = "needs_engine"
+    A signal, not a user error: the builder catches it and hands the build to an engine;
+    when no engine can take it, the builder raises the user error naming the line."""
 
     def __init__(
         self,
@@ -152,13 +117,20 @@ class NeedsEngineError(DockerfileError):
         line: int | None = None,
         hint: str | None = None,
     ) -> None:
-        super().__init__(reason, path=path, line=line, hint=hint or ENGINE_HINT)
-        self.feature = feature
+        super().__init__(f"{path} line {line}: {reason}" if line else f"{path}: {reason}")
+        self.reason = reason
+        self.feature = feature  # e.g. "heredoc", "copy-from", "run"
+        self.path = path
+        self.line = line
+        self.hint = hint or ENGINE_HINT
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out["feature"] = self.feature
-        return out
+    def at(self, *, path: str, line: int | None) -> NeedsEngineError:
+        """The same signal located at *path*/*line* (when it was raised without one)."""
+        if self.line is not None:
+            return self
+        return NeedsEngineError(
+            self.reason, feature=self.feature, path=path, line=line, hint=self.hint
+        )
 
 
 # --------------------------------------------------------------------------- model
@@ -369,7 +341,7 @@ class _Parser:
     def _instruction(self, text: str, start: int, end: int) -> Instruction:
         try:
             return _build_instruction(text, start, end, self.escape)
-        except DockerfileError as exc:
+        except (DockerfileError, NeedsEngineError) as exc:
             raise exc.at(path=self.path, line=start) from None
 
 

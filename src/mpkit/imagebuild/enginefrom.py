@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from mpkit.engine import EngineKind
 from mpkit.engine.registriesconf import Mirror, RegistryRule
-from mpkit.errors import ContainerEngineError, InvalidReferenceError, MpkitError
+from mpkit.errors import BaseImageError, ContainerEngineError, InvalidReferenceError, MpkitError
 from mpkit.image.types import Platform
-from mpkit.imagebuild.base import BaseImage, BaseImageError, base_reference, mirror_candidates
+from mpkit.imagebuild.base import BaseImage, base_reference, mirror_candidates
 from mpkit.imagebuild.dockerfile import Dockerfile, Stage
 from mpkit.imagebuild.stage import StageEvaluator
 from mpkit.reference import DOCKER_HUB, Reference, is_loopback_host, normalize_registry

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.cache.root import CacheRoot
+from mpkit.errors import SourceBuildError
 from mpkit.image import mediatypes
 from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import LayerEntry
@@ -27,7 +28,7 @@ from mpkit.imagebuild.copy import OverlayView, plan_copy, plan_workdir
 from mpkit.imagebuild.dockerfile import Dockerfile, Instruction, NeedsEngineError
 from mpkit.imagebuild.fsview import FilesystemView, normpath
 from mpkit.imagebuild.piprun import parse_pip_run
-from mpkit.imagebuild.pydeps import SourceBuildError, install_planned, plan_requirements
+from mpkit.imagebuild.pydeps import install_planned, plan_requirements
 from mpkit.imagebuild.registrycache import RegistryLayerCache, registry_key
 from mpkit.imagebuild.stage import ImageConfig, StageEvaluator
 from mpkit.imagebuild.targetcache import detect_target_cached

@@ -31,7 +31,7 @@ from typing import Any
 
 from mpkit.cache.root import CacheRoot
 from mpkit.engine import EngineChoice, find_engines
-from mpkit.errors import ConfigError, MpkitError, RegistryError
+from mpkit.errors import ConfigError, MpkitError, RegistryError, SdkBaseError
 from mpkit.filelock import held
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.image.types import Image
@@ -54,10 +54,6 @@ from mpkit.statedir import state_dir
 
 logger = logging.getLogger(__name__)  # logs/build.log and --debug, not the user's screen
 FOUND = "found"  # PublishedBase.how: it was in the registry already
-
-
-class SdkBaseError(MpkitError):
-    code = "sdk_base"
 
 
 @dataclass(frozen=True)

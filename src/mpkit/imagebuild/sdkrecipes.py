@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mpkit.imagebuild.dockerfile import DockerfileError, parse_dockerfile
+from mpkit.errors import DockerfileError
+from mpkit.imagebuild.dockerfile import NeedsEngineError, parse_dockerfile
 from mpkit.jsonfile import parse_json
 from mpkit.reference import Reference, Repository
 
@@ -131,7 +132,7 @@ def local_bases_in(dockerfile: str) -> list[str]:
     Stage names, ``scratch`` and names built from ARGs are left to the builder."""
     try:
         stages = parse_dockerfile(dockerfile).stages
-    except DockerfileError:
+    except (DockerfileError, NeedsEngineError):
         return []
     names = {stage.name for stage in stages if stage.name}
     found: list[str] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from mpkit.imagebuild.dockerfile import DockerfileError
+from mpkit.errors import DockerfileError
 
 
 class _ExpansionError(Exception):

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mpkit.errors import DockerfileError
 from mpkit.imagebuild.dockerfile import (
     Dockerfile,
-    DockerfileError,
     Instruction,
     NeedsEngineError,
     Stage,
@@ -219,7 +219,7 @@ class StageEvaluator:
             )
         try:
             result: Instruction | None = handler(instr)
-        except DockerfileError as exc:
+        except (DockerfileError, NeedsEngineError) as exc:
             raise exc.at(path=self.dockerfile.path, line=instr.line) from None
         return result
 

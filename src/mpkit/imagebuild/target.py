@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mpkit.errors import MpkitError
+from mpkit.errors import TargetError
 from mpkit.imagebuild.fsview import FilesystemView, normpath, resolve, stat
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # podman's default
@@ -29,12 +29,6 @@ _DIST_INFO = re.compile(
 )
 
 SchemeKind = Literal["user", "system", "venv"]
-
-
-class TargetError(MpkitError):
-    """The base image's Python cannot be determined or is not supported."""
-
-    code = "python_target"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The files of a new adapter project (SPEC §3), as text."""
+"""The files of a new SDK-style adapter project (manifest.txt, config.json, Dockerfile,
+commands.cfg, app/, conf/ …), as text."""
 
 from __future__ import annotations
 

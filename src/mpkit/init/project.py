@@ -1,4 +1,4 @@
-"""``mpkit init``: write a new Python adapter project (SPEC §3) that builds as it is.
+"""``mpkit init``: write a new SDK-style Python adapter project that builds as it is.
 
 The project is assembled in a temporary directory beside the target and renamed into
 place at the end, so a failure never leaves half a project behind.

@@ -1,6 +1,7 @@
-"""The adapter's ``<KIND>.conf`` and the pack manifest's ``container_image`` (SPEC §5, §7).
+"""The adapter's ``<KIND>.conf`` and the pack manifest's ``container_image``.
 
-Both are written from one :class:`ImageLocation`, so they cannot disagree.
+The installer reads ``<KIND>.conf``; the manifest carries the same facts. Both are written
+from one :class:`ImageLocation`, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mpkit.pack.errors import PackError
+from mpkit.errors import PackError
 
 DIGEST_PATTERN = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 API_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")

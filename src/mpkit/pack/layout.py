@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from mpkit.pack.errors import PackError
+from mpkit.errors import PackError
 from mpkit.project.links import LinkPolicy
 from mpkit.project.model import Project
 

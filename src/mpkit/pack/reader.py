@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from mpkit.errors import PackError
 from mpkit.jsonfile import parse_json
 from mpkit.pack.conf import API_VERSION_PATTERN, DIGEST_PATTERN, parse_kind_conf
-from mpkit.pack.errors import PackError
 from mpkit.pack.zipfile_det import check_entry_name
 
 GiB = 1 << 30

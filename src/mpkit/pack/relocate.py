@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mpkit.atomicfile import AtomicFile
+from mpkit.errors import PackError
 from mpkit.pack.conf import ImageLocation, container_image
-from mpkit.pack.errors import PackError
 from mpkit.pack.reader import open_pack
 
 Rewrite = Callable[[bytes], bytes]

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.atomicfile import AtomicFile
+from mpkit.errors import PackError
 from mpkit.pack.conf import (
     ImageLocation,
     container_image,
     render_kind_conf,
     render_version_txt,
 )
-from mpkit.pack.errors import PackError
 from mpkit.pack.layout import PackFiles, pack_files
 from mpkit.pack.zipfile_det import DeterministicZip
 from mpkit.project.model import Manifest, Project

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
-from mpkit.pack.errors import PackError
+from mpkit.errors import PackError
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip header can hold
 FILE_MODE = 0o100644

@@ -1,1 +1,1 @@
-"""SDK projects: manifest.txt, config.json and the SDK's global config (SPEC §3)."""
+"""SDK projects: manifest.txt, config.json and the SDK's global config."""

@@ -1,4 +1,4 @@
-"""The SDK's global config and finding the project to work on (SPEC §3).
+"""The SDK's global config and finding the project to work on.
 
 mpkit reads the SDK's own file so existing users keep their settings:
 ``$HOME/.vmware-aria-operations-integration-sdk/config.json``, on Windows

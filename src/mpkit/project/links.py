@@ -14,31 +14,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpkit.errors import MpkitError
+from mpkit.errors import ExternalLinkError
 
 ALLOW_FLAG = "--allow-external-links"
 ALLOW_ENV = "MPKIT_ALLOW_EXTERNAL_LINKS"
 ALLOW_SETTING = "allow_external_links"
-
-
-class ExternalLinkError(MpkitError):
-    """A symbolic link in the project leads outside it, and external links are not allowed."""
-
-    code = "external_link"
-
-    def __init__(self, message: str, *, link: str, target: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.link = link
-        self.target = target
-
-    def prefixed(self, where: str) -> ExternalLinkError:
-        """The same error with *where* (e.g. the Dockerfile line that used the link) first."""
-        return ExternalLinkError(
-            f"{where}: {self.message}", link=self.link, target=self.target, hint=self.hint
-        )
-
-    def to_dict(self) -> dict[str, object]:
-        return {**super().to_dict(), "link": self.link, "target": self.target}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Load and validate an SDK project: manifest.txt and config.json (SPEC §3).
+"""Load and validate an SDK project: manifest.txt and config.json.
 
 Every problem is a :class:`~mpkit.errors.ConfigError` whose message names the file, the
 key (with its line when the file has it) and what is wrong, and whose hint says how to

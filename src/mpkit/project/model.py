@@ -1,4 +1,4 @@
-"""The SDK project as mpkit sees it (SPEC §3): manifest.txt, config.json, global config.
+"""The SDK project as mpkit sees it: manifest.txt, config.json, the SDK's global config.
 
 These value types are shared by the loader (project/load.py), the pack writer and the
 build flow. Loaders validate; everything here is already valid.
@@ -29,7 +29,7 @@ class Manifest:
 
     @property
     def pack_basename(self) -> str:
-        """SPEC §5: build/<name without iSDK_ prefix>_<version>.pak"""
+        """The pack's file name: build/<name without iSDK_ prefix>_<version>.pak."""
         return f"{self.name.removeprefix('iSDK_')}_{self.version}"
 
 

@@ -1,4 +1,5 @@
-"""Which repository, which memory limit: one function per setting (SPEC §4, §7).
+"""Which repository, which memory limit: one function per setting, with mp-build's
+precedence and the cloud proxy's limits.
 
 Each function applies one precedence rule, so the CLI never mixes flags and config
 files itself. Repositories come back normalised by :mod:`mpkit.reference`
@@ -11,7 +12,7 @@ from mpkit.errors import InvalidReferenceError, UsageError
 from mpkit.project.model import GlobalConfig, ProjectConfig
 from mpkit.reference import parse_repository
 
-# SPEC §7: the cloud proxy runs the adapter with swap = memory limit + 512 MB.
+# The cloud proxy runs the adapter with swap = memory limit + 512 MB.
 SWAP_EXTRA_MB = 512
 PULL_FLAG = "--registry-tag"
 PUSH_FLAG = "--push-registry"
@@ -37,7 +38,8 @@ def _flag_repository(text: str, flag: str) -> str:
 
 
 def pull_repository(flag: str | None, config: ProjectConfig) -> str | None:
-    """SPEC §4: ``--registry-tag`` > ``container_repository`` > None (the caller must prompt).
+    """As mp-build: ``--registry-tag`` > ``container_repository`` > None (the caller must
+    prompt).
 
     An empty flag (``-r`` given without a value, as mp-build allows) counts as absent.
     """
@@ -47,7 +49,7 @@ def pull_repository(flag: str | None, config: ProjectConfig) -> str | None:
 
 
 def push_repository(flag: str | None, config: ProjectConfig, pull: str) -> str:
-    """SPEC §4: ``--push-registry`` > ``container_push_repository`` > the pull repository."""
+    """As mp-build: ``--push-registry`` > ``container_push_repository`` > the pull repository."""
     if flag:
         return _flag_repository(flag, PUSH_FLAG)
     return config.container_push_repository or pull
@@ -68,6 +70,6 @@ def default_repository(global_config: GlobalConfig, adapter_kind: str) -> str | 
 
 
 def memory_limits(config: ProjectConfig) -> tuple[int, int]:
-    """(memory limit, memory+swap limit) in MB, as the cloud proxy sets them (SPEC §7)."""
+    """(memory limit, memory+swap limit) in MB, as the cloud proxy sets them."""
     limit = config.default_memory_limit
     return limit, limit + SWAP_EXTRA_MB

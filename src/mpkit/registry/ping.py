@@ -23,10 +23,16 @@ from dataclasses import dataclass
 
 import httpx
 
-from mpkit.errors import RegistryError, RegistryProtocolError, RetriesExhaustedError
+from mpkit.errors import (
+    Failure,
+    NoAnswerError,
+    RegistryError,
+    RegistryProtocolError,
+    RetriesExhaustedError,
+)
 from mpkit.registry.auth import Challenge, parse_challenges, preferred_challenge
 from mpkit.registry.retry import RETRYABLE_STATUS
-from mpkit.registry.retrying import Failure, NoAnswerError, Outcome, Retrying, classify
+from mpkit.registry.retrying import Outcome, Retrying, classify
 
 log = logging.getLogger("mpkit.registry")
 

@@ -12,7 +12,6 @@ into a session) is sent with ``attempts=1``, and its caller starts over instead.
 
 from __future__ import annotations
 
-import enum
 import errno
 import logging
 import socket
@@ -24,8 +23,9 @@ from typing import Union
 import httpx
 
 from mpkit.errors import (
+    Failure,
+    NoAnswerError,
     RegistryError,
-    RegistryUnreachableError,
     RetriesExhaustedError,
     TLSVerificationError,
 )
@@ -44,23 +44,6 @@ _UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.E
 
 class TransferAborted(Exception):
     """Another transfer of the same operation failed, or the user pressed Ctrl-C."""
-
-
-class Failure(enum.Enum):
-    """Why a request got no HTTP answer."""
-
-    TRANSIENT = "transient"  # reset, dropped or timed out: worth another try
-    UNREACHABLE = "unreachable"  # refused, no route, unknown host: final
-    PLAIN_HTTP = "plain_http"  # TLS to a server that answers in plain HTTP: final
-    UNTRUSTED = "untrusted"  # the server's certificate is not trusted: fails closed
-
-
-class NoAnswerError(RegistryUnreachableError):
-    """No try of a request got an HTTP answer; ``failure`` says why the last one did not."""
-
-    def __init__(self, message: str, *, failure: Failure, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
-        self.failure = failure
 
 
 def classify(exc: httpx.TransportError) -> Failure:

@@ -1,4 +1,5 @@
-"""Detached servers: start one in the background, find it, stop it.
+"""Running the registry: in the foreground until a signal, or detached in the background;
+finding a running one, and stopping it.
 
 A detached server is ``python -m mpkit registry serve …`` in its own session, logging
 to ``<root>/registry.log`` and recording itself in ``<root>/server.json``. ``stop``
@@ -11,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import signal
 import ssl
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mpkit.background import start_background, stop_process
 from mpkit.errors import MpkitError
@@ -28,7 +32,7 @@ from mpkit.server.config import (
     parse_addr,
 )
 from mpkit.server.rootlock import lock_held
-from mpkit.server.server import ServerState
+from mpkit.server.server import Server, ServerState
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -75,6 +79,31 @@ class ServerHandle:
             "log": str(self.log) if self.log else None,
             "started_now": self.started_now,
         }
+
+
+def serve_in_foreground(
+    config: ServerConfig, *, access_log: TextIO, started: Callable[[Server], None]
+) -> bool:
+    """Serve *config* in this process, recorded for ``status`` and ``stop``, until SIGINT or
+    SIGTERM (then True) or until the server dies (False). *started* hears the server once
+    it listens."""
+    stopping = threading.Event()
+    # Handlers first: the state file that start() writes tells 'mpkit registry stop' it may
+    # signal us, and a SIGTERM must then mean a clean stop, never the default death.
+    previous = {
+        sig: signal.signal(sig, lambda *_: stopping.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    server = Server(config, record_state=True, access_log=access_log)
+    try:
+        server.start()
+        started(server)
+        server.wait(stopping)
+    finally:
+        server.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return stopping.is_set()
 
 
 def status(root: Path) -> ServerHandle | None:

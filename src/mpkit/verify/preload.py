@@ -1,4 +1,4 @@
-"""`mpkit preload`: the seed's private-registry workaround in one step (SPEC §7).
+"""`mpkit preload`: the documented workaround for a private registry, in one step.
 
 A cloud proxy looks for the image locally before it pulls anonymously, so an image
 pulled beforehand with credentials lets a pack from a private repository install. The
@@ -9,17 +9,20 @@ docker-archive for proxies that cannot reach the registry at all.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mpkit import __version__
 from mpkit.atomicfile import TempDir, remove_stale, write_bytes
 from mpkit.credentials import Credential
+from mpkit.errors import UsageError
 from mpkit.image.archive_writer import write_docker_archive
 from mpkit.image.layout import OCILayoutWriter, read_oci_layout
 from mpkit.image.select import DEFAULT_PLATFORM
 from mpkit.reference import Reference
 from mpkit.registry import ClientOptions, open_client, pull_image
+from mpkit.verify.target import pack_image, read_pack
 
 SCRIPT_MODE = 0o755
 
@@ -36,6 +39,52 @@ class ArchiveInfo:
     @property
     def image_id(self) -> str:
         return self.config_digest
+
+
+@dataclass(frozen=True)
+class Preload:
+    """What ``mpkit preload`` wrote for a pack."""
+
+    image: Reference  # REGISTRY/REPOSITORY@DIGEST, as the pack records it
+    script: Path
+    archive: ArchiveInfo | None
+    warnings: tuple[str, ...] = ()
+
+
+def preload_pack(
+    pack: Path,
+    script: Path,
+    *,
+    archive: Path | None = None,
+    default_registry: str | None = None,
+    options: ClientOptions | None = None,
+    credential: Credential | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> Preload:
+    """Write the preload script for *pack* to *script* and, with *archive*, pull the image
+    with the user's credentials into that docker-archive first."""
+    contents, problems = read_pack(pack)
+    if problems:
+        raise UsageError(
+            f"{pack} is inconsistent: {problems[0]}",
+            hint="run 'mpkit verify' on it and rebuild it with mpkit build",
+        )
+    ref = pack_image(contents).reference(default_registry)
+    exported = None
+    warnings: list[str] = []
+    if archive is not None:
+        say(f"pulling {ref.registry}/{ref.path}@{ref.digest} into {archive}")
+        exported = export_archive(
+            ref, archive, options=options or ClientOptions(), credential=credential
+        )
+        if exported.image_digest != ref.digest:
+            warnings.append(
+                f"the pack's digest names a multi-platform index; the archive holds its "
+                f"linux/amd64 image {exported.image_digest}. A cloud proxy that looks for "
+                f"{ref.digest} may not find a loaded archive: prefer the registry pull"
+            )
+    write_script(script, render_script(ref, pack_name=pack.name, archive=exported))
+    return Preload(image=ref, script=script, archive=exported, warnings=tuple(warnings))
 
 
 def local_name(ref: Reference) -> str:

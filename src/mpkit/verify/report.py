@@ -1,4 +1,4 @@
-"""What `mpkit verify` found: checks, problems and the numbers a user needs (SPEC §7)."""
+"""What `mpkit verify` found: checks, problems and the numbers a user needs."""
 
 from __future__ import annotations
 

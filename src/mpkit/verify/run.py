@@ -28,8 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from mpkit.engine import ContainerSpec, Engine, EngineChoice, find_engine, output_tail
-from mpkit.errors import AccessDeniedError, ContainerEngineError, MpkitError, NotFoundError
-from mpkit.pack import PackError
+from mpkit.errors import (
+    AccessDeniedError,
+    ContainerEngineError,
+    MpkitError,
+    NotFoundError,
+    PackError,
+)
 from mpkit.project.load import DEFAULT_MEMORY_LIMIT_MB, MIN_MEMORY_LIMIT_MB, load_project_config
 from mpkit.project.registry import SWAP_EXTRA_MB
 from mpkit.reference import is_loopback_host

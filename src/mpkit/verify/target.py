@@ -1,13 +1,13 @@
 """Where a pack says its image is: adapter.zip's ``<KIND>.conf``, read as the installer
-reads it (SPEC §5, §7), checked against the pack's manifest.txt."""
+reads it (REGISTRY, REPOSITORY, DIGEST), checked against the pack's manifest.txt."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpkit.errors import InvalidReferenceError
-from mpkit.pack import PackContents, PackError, check_consistency, open_pack
+from mpkit.errors import InvalidReferenceError, PackError
+from mpkit.pack import PackContents, check_consistency, open_pack
 from mpkit.reference import Reference, Repository, normalize_registry, validate_tag
 
 DEFAULT_REGISTRY_HINT = (

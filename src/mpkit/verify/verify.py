@@ -7,9 +7,8 @@ import threading
 from pathlib import Path
 
 from mpkit.credentials import Credential
-from mpkit.errors import MpkitError
+from mpkit.errors import MpkitError, PackError
 from mpkit.image.types import Image
-from mpkit.pack import PackError
 from mpkit.reference import Reference
 from mpkit.registry import ClientOptions, open_client
 from mpkit.verify import report as r

@@ -1,4 +1,5 @@
-"""Choose the pull and push repositories (SPEC §4) and prove access before the long build."""
+"""Choose the pull and push repositories (flags, config.json, else a prompt) and prove access
+before the long build."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from mpkit.errors import (
     AccessDeniedError,
     AuthenticationError,
     InvalidReferenceError,
-    MpkitError,
+    NoRegistryError,
     NotFoundError,
     RegistryError,
     RegistryUnreachableError,
@@ -35,10 +36,6 @@ WHY_REGISTRY = (
     "where it is, and each Aria Operations cloud proxy pulls it from there at install time, "
     "anonymously."
 )
-
-
-class NoRegistryError(MpkitError):
-    code = "no_registry"
 
 
 @dataclass(frozen=True)
@@ -250,7 +247,8 @@ def _with_login_hint(exc: RegistryError, target: Repository) -> RegistryError:
 
 
 def _explain(exc: RegistryError, target: Repository) -> RegistryError:
-    """Add what a push needs to know: ECR repositories must exist first (SPEC §4)."""
+    """Add what a push needs to know: ECR repositories must exist before a push (unless the
+    account enabled create-on-push), and a missing one may show only as a dropped connection."""
     if target.is_ecr and isinstance(exc, (RegistryUnreachableError, RetriesExhaustedError)):
         exc.hint = (
             f"ECR drops the connection when a repository does not exist: create it with 'aws ecr "

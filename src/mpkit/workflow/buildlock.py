@@ -17,16 +17,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mpkit.atomicfile import remove_stale
-from mpkit.errors import MpkitError
+from mpkit.errors import BuildLockError
 from mpkit.filelock import lock, try_lock, unlock
 
 LOCK_NAME = ".mpkit-build.lock"
 # Temps of mpkit versions that did not name their owner: ".<file>.<8 random chars>.tmp".
 _LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
-
-
-class BuildLockError(MpkitError):
-    code = "build_lock"
 
 
 @contextlib.contextmanager

@@ -16,12 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential
 from mpkit.errors import UsageError
 
 MANIFEST = "manifest.txt"
@@ -113,7 +114,7 @@ def build_many(
     arguments: Sequence[str],
     *,
     jobs: int,
-    env: Mapping[str, str] | None = None,
+    credential: Credential | None = None,
     on_event: Event = lambda _kind, _project, _result: None,
 ) -> list[ProjectResult]:
     """Build every project with ``mpkit build PROJECT *arguments*``; results in order.
@@ -132,8 +133,12 @@ def build_many(
         else:
             leaders[key] = threading.Event()
             waits.append(None)
-    # The builds are mpkit too: they get the environment as it is, credentials included.
-    runner = _Runner(arguments, dict(os.environ if env is None else env), on_event)
+    # The builds are mpkit too: they get the environment as it is, credentials included,
+    # and *credential* through it too (never in their argv).
+    env = dict(os.environ)
+    if credential is not None and credential.username and credential.password:
+        env.update({ENV_USERNAME: credential.username, ENV_PASSWORD: credential.password})
+    runner = _Runner(arguments, env, on_event)
 
     def build(index: int) -> ProjectResult:
         project = projects[index]

@@ -352,7 +352,7 @@ def _save_repository(project: Project, targets: Targets) -> str | None:
 
 
 def _docker_hub_allowance(pull: Repository, digest: str, options: ClientOptions) -> list[str]:
-    """SPEC §4: Aria pulls anonymously, and Docker Hub rate-limits anonymous pulls. A HEAD
+    """Aria pulls anonymously, and Docker Hub rate-limits anonymous pulls. A HEAD
     costs no pull, so ask Docker Hub how many are left."""
     if not pull.is_docker_hub:
         return []

@@ -26,15 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpkit.cache.root import CacheRoot
+from mpkit.errors import DependencyError
 from mpkit.image.layerwriter import LayerEntry
 from mpkit.imagebuild.fsview import FilesystemView
 from mpkit.imagebuild.piprun import PipInstall
-from mpkit.imagebuild.pydeps.errors import (
-    DependencyError,
-    NoWheelError,
-    PackageIndexError,
-    SourceBuildError,
-)
 from mpkit.imagebuild.pydeps.mapcache import load_mapping, mapping_path, save_mapping
 from mpkit.imagebuild.pydeps.pipcompat import PipRules, Warn
 from mpkit.imagebuild.pydeps.requirements import (
@@ -49,12 +44,8 @@ from mpkit.imagebuild.pydeps.uvrun import cache_key, run_uv, staged, uv_binary, 
 from mpkit.imagebuild.target import PythonTarget
 
 __all__ = [
-    "DependencyError",
     "DependencyLayer",
-    "NoWheelError",
-    "PackageIndexError",
     "RequirementsPlan",
-    "SourceBuildError",
     "install_planned",
     "install_requirements",
     "plan_requirements",

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mpkit.imagebuild.pydeps.errors import DependencyError
+from mpkit.errors import DependencyError
 from mpkit.imagebuild.target import canonical_name
 
 LEGACY_REMOVED_IN = (24, 1)  # the first pip whose packaging has no LegacySpecifier

@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mpkit.errors import DependencyError
 from mpkit.imagebuild.fsview import FilesystemView, normpath, resolve, stat
 from mpkit.imagebuild.piprun import PipInstall
-from mpkit.imagebuild.pydeps.errors import DependencyError
 from mpkit.imagebuild.pydeps.pipcompat import PipReader, PipRules, Warn, logical_lines
 from mpkit.imagebuild.target import PythonTarget, canonical_name
 

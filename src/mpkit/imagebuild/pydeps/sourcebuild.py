@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpkit.childproc import run
-from mpkit.imagebuild.pydeps.errors import SourceBuildError
+from mpkit.errors import SourceBuildError
 from mpkit.imagebuild.target import canonical_name
 
 PYTHON_FIND_TIMEOUT = 60

@@ -23,8 +23,8 @@ from mpkit.atomicfile import TempDir
 from mpkit.cache.root import CacheRoot
 from mpkit.childenv import child_environment
 from mpkit.childproc import run
+from mpkit.errors import DependencyError, NoWheelError, PackageIndexError
 from mpkit.imagebuild.piprun import PipInstall, redact_url
-from mpkit.imagebuild.pydeps.errors import DependencyError, NoWheelError, PackageIndexError
 from mpkit.imagebuild.pydeps.pipcompat import Warn
 from mpkit.imagebuild.pydeps.requirements import IndexOptions, Inputs, rebase_references
 from mpkit.imagebuild.pydeps.sourcebuild import (

@@ -1,4 +1,5 @@
-"""`mpkit login` and `mpkit logout`, compatible with docker's credential stores."""
+"""`mpkit login`: check credentials against a registry and store them as docker does
+(its credential helper, else ~/.docker/config.json)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,12 @@ from mpkit.cli.common import (
     can_prompt,
     client_options,
     read_secret_stdin,
+    registry_arg,
 )
 from mpkit.cli.output import Output
-from mpkit.credentials import (
-    ENV_PASSWORD,
-    ENV_USERNAME,
-    Credential,
-    erase_credential,
-    store_credential,
-)
-from mpkit.errors import InvalidReferenceError, UsageError
-from mpkit.reference import DOCKER_HUB, normalize_registry, registry_from_server_url
+from mpkit.credentials import ENV_PASSWORD, ENV_USERNAME, Credential, store_credential
+from mpkit.errors import UsageError
+from mpkit.reference import DOCKER_HUB
 from mpkit.registry import open_client
 
 
@@ -51,21 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_output_options(login)
     login.set_defaults(handler=cmd_login)
 
-    logout = subparsers.add_parser("logout", help="remove stored credentials for a registry")
-    logout.add_argument("registry", nargs="?", default=DOCKER_HUB, metavar="REGISTRY")
-    add_output_options(logout)
-    logout.set_defaults(handler=cmd_logout)
-
-
-def _registry_arg(text: str) -> str:
-    try:
-        return normalize_registry(registry_from_server_url(text) if "://" in text else text)
-    except InvalidReferenceError as exc:
-        raise UsageError(f"registry {text!r}: {exc.message}", hint=exc.hint) from exc
-
 
 def cmd_login(args: argparse.Namespace, out: Output) -> int:
-    registry = _registry_arg(args.registry)
+    registry = registry_arg(args.registry)
     username = args.username or os.environ.get(ENV_USERNAME)
     if not username and can_prompt(args):
         username = input("Username: ").strip()
@@ -92,16 +76,4 @@ def cmd_login(args: argparse.Namespace, out: Output) -> int:
         {"registry": registry, "username": username, "stored_in": where},
         f"Login Succeeded ({username} at {registry}, stored in {where})",
     )
-    return 0
-
-
-def cmd_logout(args: argparse.Namespace, out: Output) -> int:
-    registry = _registry_arg(args.registry)
-    removed = erase_credential(registry)
-    text = (
-        f"Removed login credentials for {registry} from {', '.join(removed)}"
-        if removed
-        else f"Not logged in to {registry}"
-    )
-    out.result({"registry": registry, "removed_from": removed}, text)
     return 0
