@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.baseimage import (
-    default_cache_root,
-    sdk_base,  # noqa: F401  (shared fixture)
-)
+from tests.fixtures import bytecode  # noqa: F401  (first: what follows keeps its bytecode)
+from tests.fixtures.baseimage import sdk_base  # noqa: F401  (shared fixture)
 from tests.fixtures.buildserver import build_server  # noqa: F401  (shared fixture)
 from tests.fixtures.certs import CertAuthority, make_ca
 from tests.fixtures.dockerd import dockerd  # noqa: F401  (shared fixture)
@@ -33,11 +31,6 @@ from tests.fixtures.tools import require_tool
 # Commands run in-process unless a test asks for the resident build server: a pexpect
 # test has a terminal, and "auto" would leave a server running after the session.
 os.environ["MPKIT_DAEMON"] = "off"
-# The suite starts hundreds of `python -m mpkit` processes. This machine kind sets
-# PYTHONDONTWRITEBYTECODE=1, so each would compile every module again (~0.4 s): keep their
-# bytecode in the test cache instead, as an installed mpkit has it. No test depends on it.
-os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-os.environ.setdefault("PYTHONPYCACHEPREFIX", str(default_cache_root() / "pycache"))
 
 MakeRegistry = Callable[..., RegistryServer]
 MakeFaultProxy = Callable[..., FaultProxy]

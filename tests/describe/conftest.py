@@ -27,9 +27,10 @@ from mpkit.project.load import load_project
 from mpkit.project.model import Project
 from mpkit.registry.transport import ClientOptions
 from mpkit.settings import Settings
-from tests.fixtures.baseimage import SdkBase, default_cache_root
+from tests.fixtures.baseimage import SdkBase
 from tests.fixtures.fakeengine import fake_engines  # noqa: F401  (shared fixture)
 from tests.fixtures.podman import Podman
+from tests.fixtures.testcache import default_cache_root
 from tests.fixtures.tools import in_ci
 
 SDK_BASE = (
