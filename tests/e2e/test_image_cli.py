@@ -211,11 +211,12 @@ def test_wrong_password_is_clear_and_never_echoed(
 def test_expiring_tokens_do_not_break_a_long_push(
     mpkit: Mpkit, make_registry: object, make_fault_proxy: object, tmp_path: Path
 ) -> None:
-    registry: RegistryServer = make_registry(mode="token", token_lifetime=3)  # type: ignore[operator]
+    # A token lives more than 1 s and at most 2 s (its claims are in whole seconds).
+    registry: RegistryServer = make_registry(mode="token", token_lifetime=2)  # type: ignore[operator]
     proxy: FaultProxy = make_fault_proxy(registry)  # type: ignore[operator]
-    # Each blob upload takes 1.5 s more than it should: six blobs, one at a time, outlive
-    # several tokens.
-    proxy.delay("PUT", r"/blobs/uploads/", 1.5, times=None)
+    # Each blob upload takes 0.75 s more than it should: six blobs, one at a time, outlive
+    # several tokens, and a new token always outlives the upload that follows it.
+    proxy.delay("PUT", r"/blobs/uploads/", 0.75, times=None)
     src = tmp_path / "src"
     layers = [{f"layer{i}.txt": f"content {i}\n".encode() * 1000} for i in range(5)]
     digest = make_oci_layout(src, "v1", layers)

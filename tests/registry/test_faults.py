@@ -30,6 +30,7 @@ MakeFaultProxy = Callable[..., FaultProxy]
 FirstFault = Literal["503", "429", "reset"]
 FIRST_FAULTS: tuple[FirstFault, ...] = ("503", "429", "reset")
 RATE = 0.25
+SLOW_ANSWER = 0.5  # the chaos's delay: seconds, far below any timeout of mpkit's
 BUILD_TIMEOUT = 300.0
 
 
@@ -165,7 +166,7 @@ def test_image_push_at_25_percent_random_faults(
     tmp_path: Path, seed: int,
 ) -> None:  # fmt: skip
     proxy = make_fault_proxy(registry_open)
-    chaos = proxy.chaos(RATE, seed=seed)
+    chaos = proxy.chaos(RATE, seed=seed, delay_seconds=SLOW_ANSWER)
     src, digest = layout(tmp_path, layers=5)
     result = push_cli(cli, src, f"{proxy.host}/faults/chaos-{seed}:v1")
     assert_clean(result)
@@ -180,7 +181,7 @@ def test_image_push_with_token_auth_at_25_percent_random_faults(
 ) -> None:  # fmt: skip
     """The token service sits behind the same faults (its paths go through the proxy)."""
     proxy = make_fault_proxy(registry_token)
-    chaos = proxy.chaos(RATE, seed=7)
+    chaos = proxy.chaos(RATE, seed=7, delay_seconds=SLOW_ANSWER)
     src, digest = layout(tmp_path, layers=5)
     result = push_cli(cli, src, f"{proxy.host}/private/chaos:v1",
                       env=creds_env(registry_token.users))  # fmt: skip
@@ -195,7 +196,7 @@ def test_build_at_25_percent_random_faults(
     build_cache: Path, tmp_path: Path,
 ) -> None:  # fmt: skip
     proxy = make_fault_proxy(registry_open)
-    chaos = proxy.chaos(RATE, seed=11)
+    chaos = proxy.chaos(RATE, seed=11, delay_seconds=SLOW_ANSWER)
     result = build(tmp_path, proxy, sdk_base, build_cache)
     assert_built(result, registry_open, tmp_path)
     assert chaos.injected, "the run met no fault"
