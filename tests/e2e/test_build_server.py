@@ -72,7 +72,7 @@ def test_start_status_and_stop(mpkit: Mpkit, build_server: BuildServer) -> None:
     text = mpkit.ok("daemon", "status", env=build_server.env).stdout
     assert f"pid {started['pid']}" in text and "Idle timeout" in text
 
-    wait_for(lambda: status(mpkit, build_server)["spare_pid"], "a spare child")
+    wait_for(lambda: build_server.state().get("spare_pid"), "a spare child")
     spare = status(mpkit, build_server)["spare_pid"]
     stopped = mpkit.ok("daemon", "stop", "--json", env=build_server.env).json()
     assert stopped["stopped"] is True
@@ -103,7 +103,7 @@ def test_a_command_through_the_server_matches_in_process(
     assert (served.returncode, served.stdout, served.stderr) == (
         alone.returncode, alone.stdout, alone.stderr,
     )  # fmt: skip
-    assert status(mpkit, build_server)["served"] == 1  # it really went through the server
+    assert build_server.state()["served"] == 1  # it really went through the server
 
 
 def test_the_command_takes_the_clients_directory_environment_umask_and_stdin(
@@ -135,7 +135,7 @@ def test_the_command_takes_the_clients_directory_environment_umask_and_stdin(
     for cache in ("cache-one", "cache-two"):
         env = {**build_server.env, "MPKIT_CACHE_DIR": str(tmp_path / cache)}
         assert mpkit.ok("cache", "--json", env=env).json()["root"] == str(tmp_path / cache)
-    assert status(mpkit, build_server)["served"] == 4  # push, pull and two cache
+    assert build_server.state()["served"] == 4  # push, pull and two cache
 
 
 def test_a_server_running_other_code_is_replaced(mpkit: Mpkit, build_server: BuildServer) -> None:
@@ -147,7 +147,7 @@ def test_a_server_running_other_code_is_replaced(mpkit: Mpkit, build_server: Bui
         env={**os.environ, **build_server.env}, cwd="/", stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    wait_for(lambda: status(mpkit, build_server)["running"], "the old server")
+    wait_for(lambda: build_server.state(), "the old server")
     before = status(mpkit, build_server)
     assert before["current"] is False
     assert "stale" in mpkit.ok("daemon", "status", env=build_server.env).stdout
@@ -212,8 +212,8 @@ def test_no_copy_of_a_commands_secret_stays_in_server_memory(
     env = {**build_server.env, "MPKIT_REGISTRY_PASSWORD": SECRET}
     mpkit.ok("cache", "--json", env=env)
     mpkit.ok("cache", "--json", env=env)  # the second one runs in the spare
-    wait_for(lambda: status(mpkit, build_server)["spare_pid"], "a new spare child")
-    found = status(mpkit, build_server)
+    wait_for(lambda: build_server.state().get("spare_pid"), "a new spare child")
+    found = build_server.state()
     for pid in (found["pid"], found["spare_pid"]):
         assert SECRET.encode() not in _memory(int(pid)), f"the secret is in process {pid}"
 
@@ -276,7 +276,7 @@ def test_ctrl_c_reaches_the_command(mpkit: Mpkit, build_server: BuildServer) -> 
     assert process.returncode == 1, stdout + stderr
     assert "cancelled by the user (Ctrl-C)" in stderr
     assert "Traceback" not in stderr
-    assert status(mpkit, build_server)["commands_running"] == 0
+    assert build_server.state()["commands_running"] == 0
 
 
 def test_a_killed_client_takes_its_command_with_it(mpkit: Mpkit, build_server: BuildServer) -> None:
@@ -284,12 +284,10 @@ def test_a_killed_client_takes_its_command_with_it(mpkit: Mpkit, build_server: B
     with _hanging_registry() as listener:
         process, conn = _start_hanging_command(mpkit, build_server, listener)
         with conn:
-            assert status(mpkit, build_server)["commands_running"] == 1
+            assert build_server.state()["commands_running"] == 1
             process.kill()
             process.communicate(timeout=WAIT)
-            wait_for(
-                lambda: status(mpkit, build_server)["commands_running"] == 0, "the command to stop"
-            )
+            wait_for(lambda: build_server.state()["commands_running"] == 0, "the command to stop")
     assert build_server.pids()  # the server itself carries on
 
 
@@ -310,7 +308,7 @@ def test_parallel_commands_and_garbage_on_the_socket(
         stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
         json.loads(stdout)
-    after = status(mpkit, build_server)
+    after = build_server.state()
     assert after["pid"] == started["pid"] and after["served"] == 4
 
 
@@ -330,7 +328,7 @@ def test_trust_follows_each_commands_home_not_the_servers(
     assert pushed.returncode == 0, pushed.output
     untrusted = mpkit.run("image", "inspect", ref, env=build_server.env)
     assert untrusted.returncode == 1 and "not trusted" in untrusted.stderr
-    assert status(mpkit, build_server)["served"] == 2
+    assert build_server.state()["served"] == 2
 
 
 def test_commands_run_in_the_prepared_spare_and_work_without_one(
@@ -339,21 +337,21 @@ def test_commands_run_in_the_prepared_spare_and_work_without_one(
     """The server keeps one child forked ahead (its memory already private); a command runs
     in it, and a new spare follows. If spares keep dying, commands fork directly."""
     mpkit.ok("daemon", "start", env=build_server.env)
-    wait_for(lambda: status(mpkit, build_server)["spare_pid"], "a spare child")
-    first_spare = status(mpkit, build_server)["spare_pid"]
+    wait_for(lambda: build_server.state().get("spare_pid"), "a spare child")
+    first_spare = build_server.state()["spare_pid"]
     assert first_spare in build_server.all_pids()
     mpkit.ok("cache", "--json", env=build_server.env)
     wait_for(
-        lambda: status(mpkit, build_server)["spare_pid"] not in (None, first_spare), "a new spare"
+        lambda: build_server.state().get("spare_pid") not in (None, first_spare), "a new spare"
     )
     wait_for(lambda: first_spare not in build_server.all_pids(), "the used spare to exit")
 
     for _ in range(3):  # spares that die unused: after three, the server stops making them
-        wait_for(lambda: status(mpkit, build_server)["spare_pid"], "a spare child")
-        os.kill(status(mpkit, build_server)["spare_pid"], signal.SIGKILL)
+        wait_for(lambda: build_server.state().get("spare_pid"), "a spare child")
+        os.kill(build_server.state()["spare_pid"], signal.SIGKILL)
         time.sleep(0.2)
-    wait_for(lambda: status(mpkit, build_server)["spare_pid"] is None, "no more spares")
+    wait_for(lambda: build_server.state().get("spare_pid") is None, "no more spares")
     time.sleep(0.3)
-    assert status(mpkit, build_server)["spare_pid"] is None
+    assert build_server.state()["spare_pid"] is None
     assert json.loads(mpkit.ok("cache", "--json", env=build_server.env).stdout)
     assert "died unused" in next(build_server.directory.glob("*.log")).read_text()
