@@ -158,12 +158,12 @@ def test_a_slow_body_gets_408_and_nothing_is_kept(make_server: MakeServer, piece
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_a_slow_upload_that_keeps_moving_succeeds(make_server: MakeServer, framing: str) -> None:
-    server = make_server(body_timeout=2.0, min_body_rate=1000)
-    pieces = [os.urandom(4000) for _ in range(15)]
+    server = make_server(body_timeout=1.0, min_body_rate=1000)
+    pieces = [os.urandom(4000) for _ in range(8)]
     blob = b"".join(pieces)
 
     def slowly() -> Iterator[bytes]:
-        for piece in pieces:  # 15 pauses of 0.2 s: longer in all than the body timeout
+        for piece in pieces:  # 8 pauses of 0.2 s: longer in all than the body timeout
             time.sleep(0.2)
             yield piece
 
