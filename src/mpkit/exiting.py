@@ -16,12 +16,21 @@ from typing import NoReturn
 
 
 def lingering_threads() -> bool:
-    """Whether a non-daemon thread besides the main one still runs."""
+    """Whether a thread besides the main one still runs that a normal exit would wait for:
+    a non-daemon thread, or a thread pool's worker. The interpreter joins every pool worker
+    at exit, daemon or not, and a pool made by a daemon thread (the push access check's)
+    has daemon workers."""
     threading = sys.modules.get("threading")  # never imported: no threads to wait for
     if threading is None:
         return False
     main = threading.main_thread()
-    return any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate())
+    # concurrent.futures keeps the workers it joins at exit in this (weak) mapping.
+    pools = sys.modules.get("concurrent.futures.thread")
+    workers = set(getattr(pools, "_threads_queues", {}))
+    return any(
+        t is not main and t.is_alive() and (not t.daemon or t in workers)
+        for t in threading.enumerate()
+    )
 
 
 def exit_process(code: int) -> NoReturn:

@@ -937,7 +937,9 @@ def test_ctrl_c_during_the_push_cancels_and_keeps_the_previous_outputs(
     flow.ok()
     change_app(flow.project, "changed, so the next push uploads the app layer")
     before = snapshot(flow.pack, flow.config)
-    stalled = proxy.delay(None, r"/blobs/uploads/", 4.0, times=None)
+    # Uploads (and the sessions the push access check opens while the build runs) take two
+    # minutes: a build that waited for one after Ctrl-C would outlast the wait below by far.
+    stalled = proxy.delay(None, r"/blobs/uploads/", 120.0, times=None)
 
     argv = [sys.executable, "-m", "mpkit", "build", str(flow.project)]
     process = subprocess.Popen(

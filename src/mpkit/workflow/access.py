@@ -24,6 +24,7 @@ from mpkit.project.model import GlobalConfig, Project
 from mpkit.project.registry import default_repository, pull_repository, push_repository
 from mpkit.reference import Repository, is_loopback_host, parse_repository, split_host_port
 from mpkit.registry import RegistryClient, blob_locations, open_client
+from mpkit.registry.parallel import ABORT_GRACE_SECONDS
 from mpkit.registry.transport import ClientOptions
 
 REGISTRY_EXAMPLES = (
@@ -172,11 +173,14 @@ class PushAccess:
         return self.client
 
     def close(self) -> None:
-        """Stop a proof still running (the build failed), then close the client."""
+        """Stop a proof still running (the build failed or was cancelled), then close the
+        client. A proof blocked in a read (a registry slow to answer) gets the moment a
+        cancelled transfer gets and is then left behind: its thread is a daemon, and Ctrl-C
+        must not wait for the registry's answer."""
         checking = self._checking
         if checking is not None and checking.is_alive():
             self.client.transport.abort.set()
-            checking.join()
+            checking.join(ABORT_GRACE_SECONDS)
         self.client.close()
 
     def __enter__(self) -> PushAccess:
