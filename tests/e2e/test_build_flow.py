@@ -57,7 +57,7 @@ from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.procs import ManagedProcess, free_port, http_ready
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.skopeo import Endpoint, Skopeo
-from tests.fixtures.tools import in_ci
+from tests.fixtures.tools import unavailable
 
 MakeRegistry = Callable[..., RegistryServer]
 MakeFaultProxy = Callable[..., FaultProxy]
@@ -752,9 +752,7 @@ def require_module(name: str) -> None:
     """Like ``require_tool``, for a Python module: skip locally, fail under CI."""
     if importlib.util.find_spec(name.partition(".")[0]) is None:
         message = f"the Python package {name.partition('.')[0]!r} is not installed"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 
 from tests.fixtures.fakeengine import fake_engines  # noqa: F401  (shared fixture)
 from tests.fixtures.podman import Podman, isolated_podman
-from tests.fixtures.tools import in_ci
+from tests.fixtures.tools import unavailable
 
 # path → (kind, mode, uid, gid, size or link target)
 Listing = dict[str, tuple[str, int, int, int, str]]
@@ -43,9 +43,7 @@ def pypi() -> Iterator[None]:
     try:
         socket.create_connection(("pypi.org", 443), timeout=5).close()
     except OSError as exc:
-        if in_ci():
-            pytest.fail(f"pypi.org is unreachable: {exc}")
-        pytest.skip(f"pypi.org is unreachable: {exc}")
+        unavailable(f"pypi.org is unreachable: {exc}")
     yield
 
 
