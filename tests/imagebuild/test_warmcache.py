@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mpkit.cache.root import CacheRoot
+from mpkit.cache.root import CacheRoot, sharing
 from mpkit.image import mediatypes
 from mpkit.image.cache import LayerCache
 from mpkit.image.layerwriter import LayerEntry
@@ -273,3 +274,34 @@ def test_base_locations_are_written_only_when_new(
     assert set(locations.candidates(source.registry, digests[0], exclude="")) == {
         "sdk/base", "other/base",
     }  # fmt: skip
+
+
+class JsonRecords:
+    """Shared records as a registry holds them: JSON text, written by another machine."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+
+    def fetch_record(self, name: str) -> dict[str, Any] | None:
+        text = self.texts.get(name)
+        return json.loads(text) if text is not None else None
+
+    def remember_record(self, name: str, record: dict[str, Any]) -> None:
+        self.texts[name] = json.dumps(record)
+
+
+def test_a_target_shared_through_the_registry_equals_the_detected_one(tmp_path: Path) -> None:
+    records = JsonRecords()
+    with sharing(records):
+        detected = detect_target_cached(bookworm(), config(""), fs_id="id",
+                                        cache=CacheRoot(tmp_path / "one"))  # fmt: skip
+        # Another machine: nothing kept locally, the filesystem is not read.
+        shared = detect_target_cached(NoAccess(), config(""), fs_id="id",
+                                      cache=CacheRoot(tmp_path / "two"))  # fmt: skip
+    assert shared == detected and repr(shared) == repr(detected)
+
+    [name] = records.texts
+    records.texts[name] = json.dumps({"target": ["not", "a", "target"]})  # a poisoned record
+    with sharing(records):
+        assert detect_target_cached(bookworm(), config(""), fs_id="id",
+                                    cache=CacheRoot(tmp_path / "three")) == detected  # fmt: skip

@@ -7,10 +7,8 @@ of them and of an exact identity of the filesystem (e.g. the digests of its laye
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import marshal
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -59,21 +57,23 @@ def detect_target_cached(
     if kept is None:
         kept = detect_target(fs, config, os=os, arch=arch, launcher=launcher, user_flag=user_flag)
         if records is not None:
-            records.remember_record(name, {"marshal": _encode(to_plain(kept))})
+            records.remember_record(name, {"target": to_plain(kept)})
     marshalfile.write(path, _KIND, TARGET_FORMAT, to_plain(kept), temp_dir=cache.tmp)
     return kept
 
 
-def _encode(value: Any) -> str:
-    return base64.b64encode(marshal.dumps(value)).decode()
-
-
 def _decode(record: Mapping[str, Any]) -> Any:
-    """The plain target in a shared record (marshal of plain data only: no code objects)."""
-    try:
-        return marshal.loads(base64.b64decode(str(record["marshal"])))  # noqa: S302
-    except (KeyError, ValueError, EOFError, TypeError):
-        return None
+    """The plain target in a shared record: JSON from the registry (never unmarshalled,
+    since another machine wrote it), its arrays turned back into to_plain's tuples."""
+    return _tuples(record.get("target"))
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _tuples(item) for key, item in value.items()}
+    return value
 
 
 def to_plain(t: PythonTarget) -> tuple[Any, ...]:
